@@ -1,0 +1,1 @@
+"""Pure analytics: pandas in, pandas out. Nothing here imports Dagster."""

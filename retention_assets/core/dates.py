@@ -1,0 +1,57 @@
+"""Date handling shared by the loaders and the analytics.
+
+Dates are stored as Arrow date32 (a real SQL `date`), timestamps as naive
+datetime64[us]; these helpers convert between the two without Python loops.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+DATE_DTYPE = pd.ArrowDtype(pa.date32())
+
+
+def parse_timestamps(text: pd.Series) -> pd.Series:
+    """ISO 8601 text -> datetime64[us]; anything unparseable becomes NaT."""
+    try:
+        arr = pc.cast(pa.array(text, type=pa.string(), from_pandas=True), pa.timestamp("us"))
+        return pd.Series(arr.to_numpy(zero_copy_only=False), index=text.index).astype(
+            "datetime64[us]"
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass  # some value is not plain ISO 8601: parse value by value, coercing failures
+    parsed = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=False)
+    if isinstance(parsed.dtype, pd.DatetimeTZDtype):
+        parsed = parsed.dt.tz_localize(None)
+    return parsed.astype("datetime64[us]")
+
+
+def to_date32(timestamps: pd.Series) -> pd.Series:
+    """Drop the time part, keeping nulls, as an Arrow date32 column."""
+    arr = pa.array(timestamps.dt.normalize(), from_pandas=True)
+    return pd.Series(
+        pd.arrays.ArrowExtensionArray(pc.cast(arr, pa.date32(), safe=False)), index=timestamps.index
+    )
+
+
+def as_datetime(dates: pd.Series) -> pd.Series:
+    """A date32 (or datetime) column as datetime64[us] at midnight, for day arithmetic."""
+    if isinstance(dates.dtype, pd.ArrowDtype):
+        return dates.astype("datetime64[us]")
+    return dates.dt.normalize().astype("datetime64[us]")
+
+
+def day_end(as_of: dt.date) -> pd.Timestamp:
+    """The first instant after `as_of`: events strictly before it count for the snapshot."""
+    return pd.Timestamp(as_of) + pd.Timedelta(days=1)
+
+
+def date_column(value: dt.date, index: pd.Index) -> pd.Series:
+    """The same date on every row, as an Arrow date32 column."""
+    days = pa.array(np.full(len(index), np.datetime64(value, "D")))
+    return pd.Series(pd.arrays.ArrowExtensionArray(days.cast(pa.date32())), index=index)
