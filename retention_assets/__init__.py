@@ -1,0 +1,1 @@
+"""retention_assets: gym CSV exports -> RFM segments, CLV and retention in PostgreSQL."""

@@ -1,0 +1,8 @@
+"""The asset graph: four CSV sources, then the RFM / CLV / retention analytics."""
+
+from .analytics import clv, retention, rfm, rfm_features, rfm_model
+from .sources import attendance, customers, packages, transactions
+
+SOURCE_ASSETS = [customers, packages, transactions, attendance]
+ANALYTICS_ASSETS = [rfm_features, rfm_model, rfm, clv, retention]
+ALL_ASSETS = SOURCE_ASSETS + ANALYTICS_ASSETS

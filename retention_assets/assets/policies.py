@@ -1,0 +1,25 @@
+"""What the assets share: retrying a database blip, UI kinds, and check results."""
+
+import dagster as dg
+
+from ..core.quality import Verdict
+
+DB_RETRY = dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL)
+TABLE_KINDS = {"pandas", "postgres"}
+
+
+def check_spec(asset: str, name: str, description: str, blocking: bool = True) -> dg.AssetCheckSpec:
+    """Blocking (ERROR) checks stop everything downstream of a failed result."""
+    return dg.AssetCheckSpec(name, asset=asset, description=description, blocking=blocking)
+
+
+def check_result(
+    name: str, verdict: Verdict, severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR
+) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        check_name=name,
+        passed=verdict.passed,
+        severity=severity,
+        description=verdict.description,
+        metadata=verdict.figures,
+    )

@@ -1,0 +1,147 @@
+"""One asset per CSV source: read every drop, keep the valid rows, store the rejects."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from ..core import quality
+from ..core.loading import LoadedSource, SourceError, load_source
+from ..core.sources import ATTENDANCE, CUSTOMERS, PACKAGES, TRANSACTIONS, SourceSpec
+from ..data_folder import DataFolder
+from ..resources import PostgresResource
+from ..storage.tables import replace_rows
+from .policies import DB_RETRY, TABLE_KINDS, check_result, check_spec
+
+REJECTS_TABLE = "rejected_rows"
+REJECT_CHECK = "reject_fraction"
+
+
+class SourceConfig(dg.Config):
+    max_reject_fraction: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="Above this share of rejected rows the blocking check fails.",
+    )
+
+
+def _money(spec: SourceSpec) -> list[str]:
+    return [c.name for c in spec.columns if c.kind == "money"]
+
+
+def _source_asset_args(spec: SourceSpec, description: str) -> dict:
+    return {
+        "name": spec.name,
+        "group_name": "sources",
+        "kinds": TABLE_KINDS | {"csv"},
+        "retry_policy": DB_RETRY,
+        "description": description,
+        "metadata": {"money_columns": _money(spec)},
+        "check_specs": [
+            check_spec(
+                spec.name,
+                REJECT_CHECK,
+                "Rejected rows stay at or below max_reject_fraction of the rows read.",
+            )
+        ],
+    }
+
+
+def load_and_store(
+    context: dg.AssetExecutionContext,
+    config: SourceConfig,
+    spec: SourceSpec,
+    data_folder: DataFolder,
+    database: PostgresResource,
+    known_ids: Mapping[str, pd.Series],
+) -> dg.MaterializeResult:
+    """Validate the source; its rejects replace this source's slice of `rejected_rows`."""
+    try:
+        loaded = load_source(spec, data_folder.files(spec.name), known_ids)
+    except SourceError as e:
+        raise dg.Failure(
+            description=str(e),
+            metadata={"file": e.file, "column": e.column or "", "line": e.line or 0},
+        ) from e
+    rejects = loaded.rejects.assign(run_id=context.run_id)
+    with database.connect() as conn:
+        replace_rows(conn, database.db_schema, REJECTS_TABLE, rejects, where={"source": spec.name})
+    if len(rejects):
+        context.log.warning(
+            f"{spec.name}: rejected {len(rejects):,} of {loaded.rows_read:,} rows "
+            f"(see table {REJECTS_TABLE})"
+        )
+    verdict = quality.reject_fraction(
+        loaded.rows_read, len(loaded.rejects), config.max_reject_fraction
+    )
+    return dg.MaterializeResult(
+        value=loaded.frame,
+        metadata=_load_metadata(loaded, verdict),
+        check_results=[check_result(REJECT_CHECK, verdict)],
+    )
+
+
+def _load_metadata(loaded: LoadedSource, verdict: quality.Verdict) -> dict:
+    reasons = loaded.rejects["reason"].str.split(" '").str[0].value_counts().head(10)
+    return {
+        "files": [p.name for p in loaded.files],
+        **verdict.figures,
+        "top_reject_reasons": dg.MetadataValue.md(
+            "\n".join(f"- {reason}: {n:,}" for reason, n in reasons.items()) or "none"
+        ),
+    }
+
+
+@dg.asset(**_source_asset_args(CUSTOMERS, "Members from customers*.csv: one row per customer_id."))
+def customers(
+    context: dg.AssetExecutionContext,
+    config: SourceConfig,
+    data_folder: DataFolder,
+    database: PostgresResource,
+):
+    return load_and_store(context, config, CUSTOMERS, data_folder, database, {})
+
+
+@dg.asset(**_source_asset_args(PACKAGES, "Membership packages and prices from packages*.csv."))
+def packages(
+    context: dg.AssetExecutionContext,
+    config: SourceConfig,
+    data_folder: DataFolder,
+    database: PostgresResource,
+):
+    return load_and_store(context, config, PACKAGES, data_folder, database, {})
+
+
+@dg.asset(
+    **_source_asset_args(
+        TRANSACTIONS, "Purchases from transactions*.csv, each of a known customer and package."
+    )
+)
+def transactions(
+    context: dg.AssetExecutionContext,
+    config: SourceConfig,
+    data_folder: DataFolder,
+    database: PostgresResource,
+    customers: pd.DataFrame,
+    packages: pd.DataFrame,
+):
+    known = {"customers": customers["customer_id"], "packages": packages["package_id"]}
+    return load_and_store(context, config, TRANSACTIONS, data_folder, database, known)
+
+
+@dg.asset(
+    **_source_asset_args(ATTENDANCE, "Club check-ins from attendance*.csv, of known customers.")
+)
+def attendance(
+    context: dg.AssetExecutionContext,
+    config: SourceConfig,
+    data_folder: DataFolder,
+    database: PostgresResource,
+    customers: pd.DataFrame,
+):
+    known = {"customers": customers["customer_id"]}
+    return load_and_store(context, config, ATTENDANCE, data_folder, database, known)

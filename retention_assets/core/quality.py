@@ -1,0 +1,103 @@
+"""The judgements behind the asset checks, on plain frames, each with the figures it judged."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class Verdict:
+    passed: bool
+    description: str
+    figures: dict[str, object] = field(default_factory=dict)
+
+
+def reject_fraction(rows_read: int, rows_rejected: int, max_fraction: float) -> Verdict:
+    fraction = rows_rejected / rows_read if rows_read else 0.0
+    passed = fraction <= max_fraction
+    return Verdict(
+        passed,
+        f"{rows_rejected:,} of {rows_read:,} rows rejected ({fraction:.2%}; "
+        f"limit {max_fraction:.2%})",
+        {"rows_read": rows_read, "rows_rejected": rows_rejected, "reject_fraction": fraction},
+    )
+
+
+def segment_counts(rfm: pd.DataFrame, universe: pd.Series, n_clusters: int) -> Verdict:
+    """Exactly n_clusters segments, every customer of the universe in exactly one."""
+    counts = rfm["segment"].value_counts().sort_index()
+    duplicated = int(rfm["customer_id"].duplicated().sum())
+    missing = int((~universe.isin(rfm["customer_id"])).sum())
+    unexpected = int((~rfm["customer_id"].isin(universe)).sum())
+    unassigned = int(rfm["segment"].isna().sum())
+    problems = []
+    if len(counts) != n_clusters:
+        problems.append(f"{len(counts)} segments instead of {n_clusters}")
+    if int(counts.sum()) != len(universe):
+        problems.append(f"counts add up to {int(counts.sum()):,}, universe is {len(universe):,}")
+    for n, what in (
+        (duplicated, "customers more than once"),
+        (missing, "customers of the universe missing"),
+        (unexpected, "customers outside the universe"),
+        (unassigned, "customers without a segment"),
+    ):
+        if n:
+            problems.append(f"{n:,} {what}")
+    return Verdict(
+        not problems,
+        "; ".join(problems) or f"{n_clusters} segments over {len(universe):,} customers",
+        {
+            **{f"segment/{name}": int(n) for name, n in counts.items()},
+            "segments": len(counts),
+            "customers": len(universe),
+            "duplicated": duplicated,
+            "missing": missing,
+        },
+    )
+
+
+def segment_shares(rfm: pd.DataFrame, min_share: float) -> Verdict:
+    shares = rfm["segment"].value_counts(normalize=True).sort_index()
+    small = shares[shares < min_share]
+    return Verdict(
+        small.empty,
+        (
+            "segments below the minimum share: "
+            + ", ".join(f"{name} {share:.2%}" for name, share in small.items())
+            if len(small)
+            else f"every segment holds at least {min_share:.0%} of customers"
+        ),
+        {f"share/{name}": float(share) for name, share in shares.items()}
+        | {"min_segment_share": min_share},
+    )
+
+
+def clv_rows(clv: pd.DataFrame, universe: pd.Series) -> Verdict:
+    """One row per customer of the universe, and no negative value anywhere."""
+    numeric = clv.select_dtypes("number")
+    negatives = {c: int((numeric[c] < 0).sum()) for c in numeric.columns}
+    negatives = {c: n for c, n in negatives.items() if n}
+    duplicated = int(clv["customer_id"].duplicated().sum())
+    same_ids = set(clv["customer_id"]) == set(universe) and len(clv) == len(universe)
+    problems = [f"{n:,} negative {c}" for c, n in negatives.items()]
+    if duplicated:
+        problems.append(f"{duplicated:,} customers more than once")
+    if not same_ids:
+        problems.append(f"{len(clv):,} rows for a universe of {len(universe):,} customers")
+    return Verdict(
+        not problems,
+        "; ".join(problems) or f"{len(clv):,} customers, no negative values",
+        {"rows": len(clv), "customers": len(universe), "duplicated": duplicated}
+        | {f"negative/{c}": n for c, n in negatives.items()},
+    )
+
+
+def retention_bounds(rate: float) -> Verdict:
+    passed = 0.0 <= rate <= 100.0
+    return Verdict(
+        passed,
+        f"retention_rate {rate:.2f}% is {'within' if passed else 'outside'} [0, 100]",
+        {"retention_rate": rate},
+    )

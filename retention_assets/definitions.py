@@ -1,0 +1,36 @@
+"""The code location: `dagster dev` and workspace.yaml both load `defs` from here."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from .assets import ALL_ASSETS
+from .data_folder import DataFolder
+from .io_managers import PostgresPandasIOManager, PostgresPickleIOManager
+from .resources import PostgresResource
+from .settings import Settings
+
+
+def build_resources(settings: Settings, database_url: str | None = None) -> dict[str, object]:
+    """`database_url` None: DATABASE_URL (env or .env), else the embedded server, at run time."""
+    database = PostgresResource(
+        database_url=database_url, db_schema=settings.db_schema, pgdata=settings.pgdata
+    )
+    return {
+        "data_folder": DataFolder(path=settings.data_dir),
+        "database": database,
+        "io_manager": PostgresPandasIOManager(database=database),
+        "model_io_manager": PostgresPickleIOManager(database=database),
+    }
+
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    # In-process: each step in its own process re-imports pandas + sklearn (~5 s a step here).
+    return dg.Definitions(
+        assets=ALL_ASSETS,
+        resources=build_resources(settings),
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_definitions(Settings.from_env())
