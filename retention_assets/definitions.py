@@ -8,6 +8,7 @@ from .assets import ALL_ASSETS
 from .data_folder import DataFolder
 from .io_managers import PostgresPandasIOManager, PostgresPickleIOManager
 from .resources import PostgresResource
+from .sensor import csv_drops
 from .settings import Settings
 
 
@@ -29,6 +30,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=ALL_ASSETS,
         resources=build_resources(settings),
+        sensors=[csv_drops],
         executor=dg.in_process_executor,
     )
 

@@ -1,7 +1,5 @@
 """The analytics assets: RFM features, the segmentation model, rfm, clv and retention."""
 
-from __future__ import annotations
-
 import datetime as dt
 
 import dagster as dg
@@ -14,7 +12,7 @@ from ..core.retention import retention_summary
 from ..core.rfm import default_as_of, rfm_scores
 from ..core.rfm import rfm_features as compute_features
 from ..core.segmentation import SegmentModel, fit_segments, segment_profile
-from .policies import DB_RETRY, TABLE_KINDS, check_result, check_spec
+from .policies import DB_RETRY, TABLE_KINDS, check_result, check_spec, fail_fast_on_bad_data
 
 GROUP = "analytics"
 
@@ -73,12 +71,13 @@ def rfm_features(
 ) -> dg.Output[pd.DataFrame]:
     """Recency (days since last visit, or since signup), visit count and spend per customer
     signed up by the snapshot date `as_of`; later events are ignored."""
-    as_of = (
-        dt.date.fromisoformat(config.as_of)
-        if config.as_of
-        else default_as_of(transactions, attendance)
-    )
-    features = compute_features(customers, transactions, attendance, as_of)
+    with fail_fast_on_bad_data():
+        as_of = (
+            dt.date.fromisoformat(config.as_of)
+            if config.as_of
+            else default_as_of(transactions, attendance)
+        )
+        features = compute_features(customers, transactions, attendance, as_of)
     context.log.info(f"RFM features for {len(features):,} customers as of {as_of}")
     return dg.Output(
         features,
@@ -96,7 +95,8 @@ def rfm_model(
 ) -> dg.Output[SegmentModel]:
     """StandardScaler + KMeans fitted on [recency_days, frequency, monetary]; clusters are
     named from their centroids (High-Value, At Risk, New/Potential, Loyalist)."""
-    model = fit_segments(rfm_features, config.n_clusters, config.random_state, config.n_init)
+    with fail_fast_on_bad_data():
+        model = fit_segments(rfm_features, config.n_clusters, config.random_state, config.n_init)
     centroids = model.centroids().assign(segment=pd.Series(model.segment_names)).reset_index()
     context.log.info(f"Segments: {model.segment_names}")
     return dg.Output(
@@ -208,7 +208,8 @@ def retention(
 ):
     """Retention rate = share of customers whose last visit is at most churn_days old;
     one row per as_of is kept in table `retention` (history)."""
-    summary = retention_summary(rfm_features, _as_of(rfm_features), config.churn_days)
+    with fail_fast_on_bad_data():
+        summary = retention_summary(rfm_features, _as_of(rfm_features), config.churn_days)
     context.log.info(summary.message())
     in_range = quality.retention_bounds(summary.retention_rate)
     return dg.MaterializeResult(

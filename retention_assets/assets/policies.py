@@ -1,11 +1,23 @@
 """What the assets share: retrying a database blip, UI kinds, and check results."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import dagster as dg
 
 from ..core.quality import Verdict
 
 DB_RETRY = dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL)
 TABLE_KINDS = {"pandas", "postgres"}
+
+
+@contextmanager
+def fail_fast_on_bad_data() -> Iterator[None]:
+    """Bad data fails the step at once: only database errors are worth DB_RETRY's retries."""
+    try:
+        yield
+    except ValueError as e:
+        raise dg.Failure(description=str(e), allow_retries=False) from e
 
 
 def check_spec(asset: str, name: str, description: str, blocking: bool = True) -> dg.AssetCheckSpec:

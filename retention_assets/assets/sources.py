@@ -1,7 +1,5 @@
 """One asset per CSV source: read every drop, keep the valid rows, store the rejects."""
 
-from __future__ import annotations
-
 from collections.abc import Mapping
 
 import dagster as dg
@@ -66,8 +64,9 @@ def load_and_store(
         raise dg.Failure(
             description=str(e),
             metadata={"file": e.file, "column": e.column or "", "line": e.line or 0},
+            allow_retries=False,
         ) from e
-    rejects = loaded.rejects.assign(run_id=context.run_id)
+    rejects = loaded.rejects.assign(run_id=context.run.run_id)
     with database.connect() as conn:
         replace_rows(conn, database.db_schema, REJECTS_TABLE, rejects, where={"source": spec.name})
     if len(rejects):

@@ -1,0 +1,39 @@
+"""The sensor: a settled change in a source's CSV drops re-materializes it and its downstream."""
+
+import json
+from pathlib import Path
+
+import dagster as dg
+
+from .core.loading import SourceError
+from .core.sources import SOURCES
+from .data_folder import DataFolder
+from .drops import changed_sources
+
+
+@dg.sensor(
+    target=dg.AssetSelection.all(),
+    minimum_interval_seconds=15,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Watches the data folder; one run per settled change of a source's drops.",
+)
+def csv_drops(context: dg.SensorEvaluationContext, data_folder: DataFolder) -> dg.SensorResult:
+    previous: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+    try:
+        changed = changed_sources(
+            Path(data_folder.path), list(SOURCES), previous, data_folder.settle_seconds
+        )
+    except SourceError as e:
+        return dg.SensorResult(skip_reason=str(e))
+    if not changed:
+        return dg.SensorResult(skip_reason="no settled change in the data folder")
+    selection = dg.AssetSelection.assets(*changed).downstream()
+    keys = selection.resolve(context.repository_def.asset_graph)
+    names = sorted(changed)
+    request = dg.RunRequest(
+        run_key="|".join(f"{name}:{changed[name]}" for name in names),
+        asset_selection=sorted(keys, key=lambda k: k.to_user_string()),
+        tags={"retention/changed_sources": ",".join(names)},
+    )
+    context.log.info(f"New drops for {', '.join(names)}: requesting {len(keys)} assets")
+    return dg.SensorResult(run_requests=[request], cursor=json.dumps(previous | changed))
