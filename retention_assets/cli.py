@@ -57,6 +57,7 @@ def run_config(args: argparse.Namespace) -> dict:
     """The per-asset run config the command-line options stand for."""
     churn = {"churn_days": args.churn_days}
     return {
+        "loggers": {"progress": {}},
         "ops": {
             "rfm_features": {"config": {"as_of": args.as_of}},
             "rfm_model": {
@@ -74,7 +75,7 @@ def run_config(args: argparse.Namespace) -> dict:
                 }
             },
             "retention": {"config": churn},
-        }
+        },
     }
 
 
