@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -116,7 +117,7 @@ def _run(args: argparse.Namespace) -> int:
     load_dotenv(".env", override=False)
     settings = Settings.from_env()
     if args.data_dir:
-        settings = Settings(args.data_dir, settings.db_schema, settings.pgdata)
+        settings = dataclasses.replace(settings, data_dir=args.data_dir)
     resources = build_resources(settings)
     database = resources["database"]
     print(f"Materializing the retention graph from {settings.data_dir}/ into {database.describe()}")

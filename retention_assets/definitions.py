@@ -8,7 +8,7 @@ from .assets import ALL_ASSETS
 from .data_folder import DataFolder
 from .io_managers import PostgresPandasIOManager, PostgresPickleIOManager
 from .resources import PostgresResource
-from .sensor import csv_drops
+from .sensor import csv_drops_sensor
 from .settings import Settings
 
 
@@ -18,7 +18,7 @@ def build_resources(settings: Settings, database_url: str | None = None) -> dict
         database_url=database_url, db_schema=settings.db_schema, pgdata=settings.pgdata
     )
     return {
-        "data_folder": DataFolder(path=settings.data_dir),
+        "data_folder": DataFolder(path=settings.data_dir, settle_seconds=settings.settle_seconds),
         "database": database,
         "io_manager": PostgresPandasIOManager(database=database),
         "model_io_manager": PostgresPickleIOManager(database=database),
@@ -30,7 +30,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=ALL_ASSETS,
         resources=build_resources(settings),
-        sensors=[csv_drops],
+        sensors=[csv_drops_sensor(settings.sensor_interval_seconds)],
         executor=dg.in_process_executor,
     )
 

@@ -11,13 +11,22 @@ from .data_folder import DataFolder
 from .drops import changed_sources
 
 
-@dg.sensor(
-    target=dg.AssetSelection.all(),
-    minimum_interval_seconds=15,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Watches the data folder; one run per settled change of a source's drops.",
-)
-def csv_drops(context: dg.SensorEvaluationContext, data_folder: DataFolder) -> dg.SensorResult:
+def csv_drops_sensor(minimum_interval_seconds: int = 15) -> dg.SensorDefinition:
+    """The `csv_drops` sensor, running by default whenever the daemon runs."""
+    return dg.SensorDefinition(
+        name="csv_drops",
+        evaluation_fn=csv_drops,
+        target=dg.AssetSelection.all(),
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Watches the data folder; one run per settled change of a source's drops.",
+        required_resource_keys={"data_folder"},
+    )
+
+
+def csv_drops(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    """Compares each source's fingerprint with the cursor; requests changed sources + downstream."""
+    data_folder: DataFolder = context.resources.data_folder
     previous: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     try:
         changed = changed_sources(

@@ -1,0 +1,86 @@
+"""Each check's judgement passing and failing on crafted frames, with its figures."""
+
+import pandas as pd
+import pytest
+
+from retention_assets.core import quality
+
+UNIVERSE = pd.Series([f"C{i}" for i in range(10)])
+
+
+def segmented(segments):
+    return pd.DataFrame({"customer_id": UNIVERSE[: len(segments)], "segment": segments})
+
+
+GOOD = ["A"] * 3 + ["B"] * 3 + ["C"] * 2 + ["D"] * 2
+
+
+def test_reject_fraction():
+    ok = quality.reject_fraction(100, 5, 0.05)
+    assert ok.passed and ok.figures == {
+        "rows_read": 100,
+        "rows_rejected": 5,
+        "reject_fraction": 0.05,
+    }
+    bad = quality.reject_fraction(100, 6, 0.05)
+    assert not bad.passed and bad.description == "6 of 100 rows rejected (6.00%; limit 5.00%)"
+    assert quality.reject_fraction(0, 0, 0.05).passed
+
+
+def test_segment_counts_pass_with_counts_per_segment():
+    verdict = quality.segment_counts(segmented(GOOD), UNIVERSE, 4)
+    assert verdict.passed
+    assert {k: v for k, v in verdict.figures.items() if k.startswith("segment/")} == {
+        "segment/A": 3,
+        "segment/B": 3,
+        "segment/C": 2,
+        "segment/D": 2,
+    }
+
+
+@pytest.mark.parametrize(
+    ("frame", "expected"),
+    [
+        (segmented(["A"] * 4 + ["B"] * 3 + ["C"] * 3), "3 segments instead of 4"),
+        (segmented(GOOD[:9]), "1 customers of the universe missing"),
+        (
+            pd.concat([segmented(GOOD), segmented(["A"])], ignore_index=True),
+            "1 customers more than once",
+        ),
+        (
+            segmented(GOOD).assign(customer_id=["X"] + UNIVERSE[1:].tolist()),
+            "1 customers outside the universe",
+        ),
+    ],
+)
+def test_segment_counts_fail(frame, expected):
+    verdict = quality.segment_counts(frame, UNIVERSE, 4)
+    assert not verdict.passed and expected in verdict.description
+
+
+def test_segment_shares_warn_below_minimum():
+    frame = segmented(["A"] * 7 + ["B", "C", "D"])
+    assert quality.segment_shares(frame, 0.1).passed
+    verdict = quality.segment_shares(frame, 0.11)
+    assert not verdict.passed
+    assert verdict.description == ("segments below the minimum share: B 10.00%, C 10.00%, D 10.00%")
+    assert verdict.figures["share/A"] == pytest.approx(0.7)
+
+
+def test_clv_rows():
+    clv = pd.DataFrame({"customer_id": UNIVERSE, "clv_value": 1.0, "n_orders": 1})
+    assert quality.clv_rows(clv, UNIVERSE).passed
+    negative = clv.assign(clv_value=[-1.0] + [1.0] * 9)
+    verdict = quality.clv_rows(negative, UNIVERSE)
+    assert not verdict.passed and verdict.figures["negative/clv_value"] == 1
+    assert not quality.clv_rows(clv.head(9), UNIVERSE).passed
+    duplicated = pd.concat([clv, clv.head(1)], ignore_index=True)
+    assert "1 customers more than once" in quality.clv_rows(duplicated, UNIVERSE).description
+
+
+@pytest.mark.parametrize(
+    ("rate", "passed"),
+    [(0.0, True), (100.0, True), (-0.1, False), (100.01, False), (float("nan"), False)],
+)
+def test_retention_bounds(rate, passed):
+    assert quality.retention_bounds(rate).passed is passed
