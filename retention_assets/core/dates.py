@@ -25,10 +25,9 @@ def parse_timestamps(text: pd.Series) -> pd.Series:
         )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass  # some value is not plain ISO 8601: parse value by value, coercing failures
-    parsed = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=False)
-    if isinstance(parsed.dtype, pd.DatetimeTZDtype):
-        parsed = parsed.dt.tz_localize(None)
-    return parsed.astype("datetime64[us]")
+    # utc=True: values with an offset are converted to UTC, naive values are kept as written.
+    parsed = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True)
+    return parsed.dt.tz_localize(None).astype("datetime64[us]")
 
 
 def to_date32(timestamps: pd.Series) -> pd.Series:

@@ -98,7 +98,7 @@ def _read_header(path: Path) -> list[str]:
         raise SourceError(path, "empty file: no header row")
     if b"\x00" in head:
         raise SourceError(path, "not a text file (NUL bytes): expected UTF-8 CSV")
-    first = head.split(b"\n", 1)[0].rstrip(b"\r")
+    first = head.splitlines()[0]
     try:
         text = first.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -120,6 +120,10 @@ def _read_file(path: Path, spec: SourceSpec) -> tuple[pd.DataFrame, pd.DataFrame
     for required in spec.required:
         if required not in names:
             raise SourceError(path, "missing required column", column=required, line=1)
+    if _header_only(path):
+        empty = pd.DataFrame({name: pd.Series(dtype="str") for name in names})
+        empty[_FILE], empty[_LINE] = path.name, pd.Series(dtype="int64")
+        return empty, pd.DataFrame(columns=REJECT_COLUMNS)
     bad_rows: list[str] = []
 
     def skip_invalid(row: pacsv.InvalidRow) -> str:
@@ -161,36 +165,51 @@ def _read_file(path: Path, spec: SourceSpec) -> tuple[pd.DataFrame, pd.DataFrame
     return frame, broken
 
 
+def _header_only(path: Path) -> bool:
+    """A file with a header and nothing after it (arrow refuses to skip its only line)."""
+    with path.open("rb") as f:
+        head = f.read(1 << 20)
+    if len(head) == 1 << 20:
+        return False
+    return not b"".join(head.splitlines()[1:]).strip()
+
+
 def _record_lines(
     path: Path, n_fields: int, n_valid: int, n_invalid: int
 ) -> tuple[np.ndarray, list[tuple[int, str, str]]]:
     """Physical line of each parsed record, and the records with the wrong field count.
 
-    The common file (one record per line, no blank lines) is recognised by its
-    newline count alone; anything else is walked with the csv module.
+    The common file (one record per line, no blank lines, balanced quotes) is
+    recognised by counting bytes; anything else is walked with the csv module,
+    which also catches a quoted field left open at the end of a truncated file.
     """
-    newlines, size, last = 0, 0, b"\n"
+    newlines, quotes, size, last = 0, 0, 0, b"\n"
     with path.open("rb") as f:
         while chunk := f.read(_CHUNK):
             newlines += chunk.count(b"\n")
+            quotes += chunk.count(b'"')
             size += len(chunk)
             last = chunk[-1:]
     physical = newlines + (1 if size and last != b"\n" else 0)
-    if n_invalid == 0 and physical == n_valid + 1:
+    if n_invalid == 0 and physical == n_valid + 1 and quotes % 2 == 0:
         return np.arange(2, n_valid + 2, dtype=np.int64), []
     valid: list[int] = []
     wrong: list[tuple[int, str, str]] = []
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
+    # Universal newlines: line_num then counts LF, CRLF and bare-CR lines alike.
+    with path.open(encoding="utf-8-sig") as f:
+        reader = csv.reader(f, strict=True)
         next(reader, None)
         start = reader.line_num + 1
-        for record in reader:
-            if len(record) == n_fields:
-                valid.append(start)
-            elif record:
-                reason = f"expected {n_fields} fields, found {len(record)}"
-                wrong.append((start, reason, _as_csv(record)))
-            start = reader.line_num + 1
+        try:
+            for record in reader:
+                if len(record) == n_fields:
+                    valid.append(start)
+                elif record:
+                    reason = f"expected {n_fields} fields, found {len(record)}"
+                    wrong.append((start, reason, _as_csv(record)))
+                start = reader.line_num + 1
+        except csv.Error as e:
+            raise SourceError(path, f"not parseable as CSV ({e})", line=start) from e
     if len(valid) != n_valid:  # the two parsers disagree: fall back to record order
         return np.arange(2, n_valid + 2, dtype=np.int64), wrong
     return np.asarray(valid, dtype=np.int64), wrong
