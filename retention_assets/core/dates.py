@@ -16,17 +16,14 @@ import pyarrow.compute as pc
 DATE_DTYPE = pd.ArrowDtype(pa.date32())
 
 
-def parse_timestamps(text: pd.Series) -> pd.Series:
-    """ISO 8601 text -> datetime64[us]; anything unparseable becomes NaT."""
+def parse_timestamps(text: pa.Array) -> pd.Series:
+    """ISO 8601 text (nulls allowed) -> datetime64[us]; anything unparseable becomes NaT."""
     try:
-        arr = pc.cast(pa.array(text, type=pa.string(), from_pandas=True), pa.timestamp("us"))
-        return pd.Series(arr.to_numpy(zero_copy_only=False), index=text.index).astype(
-            "datetime64[us]"
-        )
+        return pc.cast(text, pa.timestamp("us")).to_pandas().astype("datetime64[us]")
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass  # some value is not plain ISO 8601: parse value by value, coercing failures
     # utc=True: values with an offset are converted to UTC, naive values are kept as written.
-    parsed = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True)
+    parsed = pd.to_datetime(text.to_pandas(), format="ISO8601", errors="coerce", utc=True)
     return parsed.dt.tz_localize(None).astype("datetime64[us]")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from .dates import DATE_DTYPE, parse_timestamps, to_date32
@@ -74,19 +76,89 @@ def source_files(data_dir: Path, name: str) -> list[Path]:
 def load_source(
     spec: SourceSpec, files: list[Path], known_ids: Mapping[str, pd.Series] | None = None
 ) -> LoadedSource:
-    """Read and validate every drop of one source; `known_ids` holds the referenced sources' ids."""
+    """Read and validate every drop of one source; `known_ids` holds the referenced sources' ids.
+
+    Files are streamed in blocks: only one block's text is in memory at a time,
+    next to the typed rows kept so far.
+    """
     if not files:
         raise SourceError(f"{spec.name}.csv", "missing file: no CSV for this source was found")
-    parts = [_read_file(path, spec) for path in files]
-    raw = pd.concat([rows for rows, _ in parts], ignore_index=True)
-    frame, rejects = _validate(raw, spec, known_ids or {})
-    broken = [b for _, b in parts if len(b)]
-    if broken:
-        rejects = pd.concat([rejects, *broken], ignore_index=True)
-        order = rejects["file"].map({p.name: i for i, p in enumerate(files)})
-        rejects = rejects.assign(_order=order).sort_values(["_order", "line"], kind="stable")
-        rejects = rejects.drop(columns="_order").reset_index(drop=True)
-    return LoadedSource(frame, rejects, list(files))
+    known = {
+        name: pa.array(ids.dropna().unique(), pa.string())
+        for name, ids in (known_ids or {}).items()
+    }
+    parts = [_read_file(path, spec, known, number) for number, path in enumerate(files)]
+    frame = pd.concat([rows for rows, _ in parts], ignore_index=True)
+    rejects = [rejected for _, rejected in parts]
+    duplicate = _later_duplicates(frame[spec.id_column])
+    if duplicate.any():
+        rejects.append(_duplicates(frame, duplicate, spec, files))
+        frame = frame.loc[~duplicate]
+    rejects = pd.concat(rejects, ignore_index=True).sort_values([_FILE, "line"], kind="stable")
+    rejects = rejects.drop(columns=_FILE).astype(
+        {"source": "str", "file": "str", "line": "int64", "reason": "str", "raw": "str"}
+    )
+    return LoadedSource(
+        frame.drop(columns=[_FILE, _LINE]).reset_index(drop=True),
+        rejects.reset_index(drop=True),
+        list(files),
+    )
+
+
+def _later_duplicates(ids: pd.Series) -> np.ndarray:
+    """Every occurrence of an id after its first; strictly ascending ids (the usual export)
+    are recognised by one comparison instead of hashing millions of strings."""
+    values = pa.array(ids, pa.string(), from_pandas=True)
+    if len(values) < 2 or pc.all(pc.greater(values[1:], values[:-1])).as_py():
+        return np.zeros(len(ids), dtype=bool)
+    return ids.duplicated(keep="first").to_numpy()
+
+
+def _duplicates(
+    frame: pd.DataFrame, duplicate: np.ndarray, spec: SourceSpec, files: list[Path]
+) -> pd.DataFrame:
+    """Rejects for every later occurrence of an id, pointing at the first one."""
+    ids = frame[spec.id_column]
+    first = frame.loc[ids.isin(ids[duplicate])].drop_duplicates(spec.id_column)
+    where = {
+        row_id: f"{files[n].name} line {line}"
+        for row_id, n, line in zip(first[spec.id_column], first[_FILE], first[_LINE], strict=True)
+    }
+    dups = frame.loc[duplicate]
+    raw: dict[tuple[int, int], str] = {}
+    for number, group in dups.groupby(_FILE):
+        texts = _raw_records(files[int(number)], set(group[_LINE].tolist()))
+        raw.update({(int(number), line): text for line, text in texts.items()})
+    return pd.DataFrame(
+        {
+            "source": spec.name,
+            _FILE: dups[_FILE].to_numpy(),
+            "file": [files[n].name for n in dups[_FILE]],
+            "line": dups[_LINE].to_numpy(),
+            "reason": [
+                f"duplicate {spec.id_column} (first at {where[i]})" for i in dups[spec.id_column]
+            ],
+            "raw": [
+                raw.get((n, line), "") for n, line in zip(dups[_FILE], dups[_LINE], strict=True)
+            ],
+        }
+    )
+
+
+def _raw_records(path: Path, lines: set[int]) -> dict[int, str]:
+    """The CSV text of the records starting at the given physical lines (a rare second pass)."""
+    found: dict[int, str] = {}
+    with path.open(encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        next(reader, None)
+        start = reader.line_num + 1
+        for record in reader:
+            if start in lines:
+                found[start] = _as_csv(record)
+                if len(found) == len(lines):
+                    break
+            start = reader.line_num + 1
+    return found
 
 
 def _read_header(path: Path) -> list[str]:
@@ -114,55 +186,122 @@ def _read_header(path: Path) -> list[str]:
     return names
 
 
-def _read_file(path: Path, spec: SourceSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The file's records as text (plus file name and line), and its wrong-width records."""
+def _read_file(
+    path: Path, spec: SourceSpec, known: Mapping[str, pa.Array], number: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The file's valid rows, typed (with file number and line), and its row rejects."""
     names = _read_header(path)
     for required in spec.required:
         if required not in names:
             raise SourceError(path, "missing required column", column=required, line=1)
-    if _header_only(path):
-        empty = pd.DataFrame({name: pd.Series(dtype="str") for name in names})
-        empty[_FILE], empty[_LINE] = path.name, pd.Series(dtype="int64")
-        return empty, pd.DataFrame(columns=REJECT_COLUMNS)
-    bad_rows: list[str] = []
+    wrong_width = [0]
 
     def skip_invalid(row: pacsv.InvalidRow) -> str:
-        bad_rows.append(row.text)
+        wrong_width[0] += 1
         return "skip"
 
-    try:
-        table = pacsv.read_csv(
-            path,
-            read_options=pacsv.ReadOptions(skip_rows=1, column_names=names, block_size=_CHUNK),
-            parse_options=pacsv.ParseOptions(
-                newlines_in_values=True, invalid_row_handler=skip_invalid
-            ),
-            convert_options=pacsv.ConvertOptions(
-                column_types=dict.fromkeys(names, pa.string()),
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            ),
+    typed_parts, reject_parts, records = [], [], 0
+    if not _header_only(path):
+        try:
+            reader = pacsv.open_csv(
+                path,
+                read_options=pacsv.ReadOptions(skip_rows=1, column_names=names, block_size=_CHUNK),
+                parse_options=pacsv.ParseOptions(
+                    newlines_in_values=True, invalid_row_handler=skip_invalid
+                ),
+                convert_options=pacsv.ConvertOptions(
+                    column_types=dict.fromkeys(names, pa.string()),
+                    strings_can_be_null=False,
+                    quoted_strings_can_be_null=False,
+                ),
+            )
+            for batch in reader:
+                typed, rejected = _parse_batch(batch, spec, known, records)
+                typed_parts.append(typed)
+                reject_parts.append(rejected)
+                records += batch.num_rows
+        except pa.ArrowInvalid as e:
+            if "utf8" in str(e).lower():
+                raise SourceError(path, "not UTF-8 text", line=_first_non_utf8_line(path)) from e
+            raise SourceError(path, f"not parseable as CSV ({e})") from e
+    lines, broken = _record_lines(path, len(names), records, wrong_width[0])
+    typed = pd.concat(typed_parts, ignore_index=True) if typed_parts else _empty_frame(spec, names)
+    rejects = pd.concat(reject_parts, ignore_index=True) if reject_parts else _no_rejects()
+    typed[_LINE] = lines[typed[_LINE].to_numpy()]
+    rejects["line"] = lines[rejects["line"].to_numpy().astype("int64")]
+    if broken:
+        rejects = pd.concat(
+            [
+                rejects,
+                pd.DataFrame(
+                    {
+                        "line": [line for line, _, _ in broken],
+                        "reason": [reason for _, reason, _ in broken],
+                        "raw": [text for _, _, text in broken],
+                    }
+                ),
+            ],
+            ignore_index=True,
         )
-    except pa.ArrowInvalid as e:
-        if "UTF8" in str(e) or "utf8" in str(e).lower():
-            line = _first_non_utf8_line(path)
-            raise SourceError(path, "not UTF-8 text", line=line) from e
-        raise SourceError(path, f"not parseable as CSV ({e})") from e
-    frame = table.to_pandas()
-    lines, wrong_width = _record_lines(path, len(names), table.num_rows, len(bad_rows))
-    frame[_FILE] = path.name
-    frame[_LINE] = lines
-    broken = pd.DataFrame(
+    typed[_FILE] = np.int32(number)
+    rejects = rejects.assign(source=spec.name, file=path.name, **{_FILE: number})
+    return typed, rejects[["source", _FILE, "file", "line", "reason", "raw"]]
+
+
+def _parse_batch(
+    batch: pa.RecordBatch, spec: SourceSpec, known: Mapping[str, pa.Array], offset: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Typed columns of one block's valid rows; `line` holds record ordinals until mapped."""
+    names = batch.schema.names
+    text = {name: pc.utf8_trim_whitespace(batch.column(name)) for name in names}
+    problems = _Problems(batch.num_rows)
+    typed: dict[str, pd.Series] = {}
+    for col in spec.columns:
+        if col.name in text:
+            typed[col.name] = _parse_column(col, text[col.name], problems)
+        else:
+            typed[col.name] = _empty(col, batch.num_rows)
+    for col in spec.columns:
+        if col.references in known and col.name in text:
+            value = typed[col.name]
+            listed = pc.is_in(
+                pa.array(value, pa.string(), from_pandas=True), value_set=known[col.references]
+            )
+            problems.add(
+                value.notna().to_numpy() & ~listed.to_numpy(zero_copy_only=False),
+                f"unknown {col.name}",
+                text[col.name],
+            )
+        if col.not_before:
+            early = (typed[col.name] < typed[col.not_before]).fillna(False).to_numpy()
+            problems.add(early, f"{col.name} before {col.not_before}")
+    for name in names:
+        if spec.column(name) is None:
+            value = text[name]
+            typed[name] = pd.Series(
+                pc.if_else(pc.equal(value, ""), None, value).to_pandas(), dtype="str"
+            )
+    frame = pd.DataFrame(typed)
+    rejected = problems.mask()
+    ordinals = np.arange(offset, offset + batch.num_rows, dtype=np.int64)
+    rows = np.flatnonzero(rejected)
+    rejects = pd.DataFrame(
         {
-            "source": spec.name,
-            "file": path.name,
-            "line": pd.Series([line for line, _, _ in wrong_width], dtype="int64"),
-            "reason": [reason for _, reason, _ in wrong_width],
-            "raw": [text for _, _, text in wrong_width],
-        },
-        columns=REJECT_COLUMNS,
+            "line": ordinals[rows],
+            "reason": problems.reasons(rows),
+            "raw": [
+                _as_csv(values)
+                for values in zip(
+                    *(batch.column(n).take(rows).to_pylist() for n in names), strict=True
+                )
+            ]
+            if len(rows)
+            else [],
+        }
     )
-    return frame, broken
+    frame = frame.loc[~rejected].reset_index(drop=True)
+    frame[_LINE] = ordinals[~rejected]
+    return frame, rejects
 
 
 def _header_only(path: Path) -> bool:
@@ -177,7 +316,7 @@ def _header_only(path: Path) -> bool:
 def _record_lines(
     path: Path, n_fields: int, n_valid: int, n_invalid: int
 ) -> tuple[np.ndarray, list[tuple[int, str, str]]]:
-    """Physical line of each parsed record, and the records with the wrong field count.
+    """Physical line of each parsed record (by ordinal), and the wrong-width records.
 
     The common file (one record per line, no blank lines, balanced quotes) is
     recognised by counting bytes; anything else is walked with the csv module,
@@ -234,130 +373,98 @@ def _as_csv(values: list[str]) -> str:
 
 
 class _Problems:
-    """Collects (row mask, reason) pairs and joins them into one reason per rejected row."""
+    """(rows, reasons) found in one block; reason strings are built for bad rows only."""
 
-    def __init__(self, index: pd.Index) -> None:
-        self.index = index
-        self.found: list[pd.Series] = []
+    def __init__(self, n_rows: int) -> None:
+        self.n_rows = n_rows
+        self.found: list[tuple[np.ndarray, list[str]]] = []
 
-    def add(self, mask: pd.Series, reason: str | pd.Series) -> None:
-        if not mask.any():
+    def add(self, mask: np.ndarray, reason: str, values: pa.Array | None = None) -> None:
+        rows = np.flatnonzero(mask)
+        if not len(rows):
             return
-        if isinstance(reason, str):
-            self.found.append(pd.Series(reason, index=self.index[mask.to_numpy()], dtype=object))
+        if values is None:
+            self.found.append((rows, [reason] * len(rows)))
         else:
-            self.found.append(reason[mask].astype(object))
+            bad = values.take(pa.array(rows)).to_pylist()
+            self.found.append((rows, [f"{reason} '{v}'" for v in bad]))
 
     def mask(self) -> np.ndarray:
-        hit = np.zeros(len(self.index), dtype=bool)
-        for reasons in self.found:
-            hit[self.index.get_indexer(reasons.index)] = True
+        hit = np.zeros(self.n_rows, dtype=bool)
+        for rows, _ in self.found:
+            hit[rows] = True
         return hit
 
-    def reasons(self) -> pd.Series:
-        if not self.found:
-            return pd.Series(dtype=object)
-        joined = pd.concat(self.found)
-        return joined.groupby(level=0, sort=True).agg("; ".join)
+    def reasons(self, rows: np.ndarray) -> list[str]:
+        by_row: dict[int, list[str]] = defaultdict(list)
+        for found_rows, texts in self.found:
+            for row, text in zip(found_rows.tolist(), texts, strict=True):
+                by_row[row].append(text)
+        return ["; ".join(by_row[row]) for row in rows.tolist()]
 
 
-def _parse_column(col: Column, text: pd.Series, problems: _Problems) -> pd.Series:
+def _parse_column(col: Column, text: pa.Array, problems: _Problems) -> pd.Series:
     """Typed values of one column; every unparseable or out-of-range value is a problem."""
-    missing = text == ""
+    is_missing = pc.equal(text, "")
+    missing = is_missing.to_numpy(zero_copy_only=False)
     if col.required:
         problems.add(missing, f"missing {col.name}")
+    values = pc.if_else(is_missing, None, text)
     if col.kind == "text":
-        return text.where(~missing)
+        return pd.Series(values.to_pandas(), dtype="str")
     if col.kind in ("date", "timestamp"):
-        parsed = parse_timestamps(text.where(~missing))
-        problems.add(~missing & parsed.isna(), f"unparseable {col.name} '" + text + "'")
+        parsed = parse_timestamps(values)
+        problems.add(~missing & parsed.isna().to_numpy(), f"unparseable {col.name}", text)
         return to_date32(parsed) if col.kind == "date" else parsed
-    number = pd.to_numeric(text.where(~missing), errors="coerce").astype("float64")
-    bad = ~missing & number.isna()
-    problems.add(bad, f"unparseable {col.name} '" + text + "'")
+    number = _parse_numbers(values)
+    problems.add(~missing & np.isnan(number), f"unparseable {col.name}", text)
     infinite = np.isinf(number)
-    problems.add(infinite, f"{col.name} is not a finite number '" + text + "'")
-    finite = number.where(~infinite)
+    problems.add(infinite, f"{col.name} is not a finite number", text)
+    finite = np.where(infinite, np.nan, number)
     if col.kind == "money":
-        problems.add(finite < 0, f"negative {col.name} '" + text + "'")
-        return finite
-    whole = finite.notna() & (finite % 1 == 0)
-    problems.add(finite.notna() & ~whole, f"{col.name} is not a whole number '" + text + "'")
+        problems.add(finite < 0, f"negative {col.name}", text)
+        return pd.Series(finite, dtype="float64")
+    known = ~np.isnan(finite)
+    whole = known & (np.mod(finite, 1, where=known, out=np.zeros_like(finite)) == 0)
+    problems.add(known & ~whole, f"{col.name} is not a whole number", text)
     low = (finite <= 0) if col.positive else (finite < 0)
-    problems.add(whole & low, f"{col.name} must be {'> 0' if col.positive else '>= 0'}")
-    return finite.where(whole).astype("Int64")
+    problems.add(whole & low, f"{col.name} must be {'> 0' if col.positive else '>= 0'}", text)
+    return pd.Series(np.where(whole, finite, np.nan)).astype("Int64")
 
 
-def _validate(
-    raw: pd.DataFrame, spec: SourceSpec, known_ids: Mapping[str, pd.Series]
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    problems = _Problems(raw.index)
-    data_columns = [c for c in raw.columns if not c.startswith("__")]
-    text = {c: raw[c].fillna("").astype(str).str.strip() for c in data_columns}
-    typed: dict[str, pd.Series] = {}
-    for col in spec.columns:
-        if col.name in text:
-            typed[col.name] = _parse_column(col, text[col.name], problems)
-        else:
-            typed[col.name] = _empty(col, raw.index)
-    for col in spec.columns:
-        if col.references and col.references in known_ids and col.name in text:
-            value = typed[col.name]
-            unknown = value.notna() & ~value.isin(known_ids[col.references])
-            problems.add(unknown, f"unknown {col.name} '" + text[col.name] + "'")
-        if col.not_before:
-            early = typed[col.name] < typed[col.not_before]
-            problems.add(early.fillna(False), f"{col.name} before {col.not_before}")
-    rejected = problems.mask()
-    ids = typed[spec.id_column]
-    candidates = ~rejected & ids.notna().to_numpy()
-    duplicate = np.zeros(len(raw), dtype=bool)
-    duplicate[candidates] = ids[candidates].duplicated(keep="first").to_numpy()
-    if duplicate.any():
-        first = (
-            pd.DataFrame(
-                {"id": ids[candidates], "at": raw[_FILE] + " line " + raw[_LINE].astype(str)}
-            )
-            .drop_duplicates("id")
-            .set_index("id")["at"]
-        )
-        dup = pd.Series(duplicate, index=raw.index)
-        reason = f"duplicate {spec.id_column} (first at " + ids.map(first).fillna("") + ")"
-        problems.add(dup, reason)
-    rejected = problems.mask()
-
-    extras = [c for c in data_columns if spec.column(c) is None]
-    frame = pd.DataFrame(typed | {c: text[c].where(text[c] != "") for c in extras})
-    frame = frame.loc[~rejected].reset_index(drop=True)
-    rejects = pd.DataFrame(
-        {
-            "source": spec.name,
-            "file": raw.loc[rejected, _FILE].astype(str),
-            "line": raw.loc[rejected, _LINE].astype("int64"),
-            "reason": problems.reasons().reindex(raw.index[rejected]).astype(str),
-            "raw": _raw_text(raw.loc[rejected], data_columns),
-        },
-        columns=REJECT_COLUMNS,
-    ).reset_index(drop=True)
-    return frame, rejects
+def _parse_numbers(values: pa.Array) -> np.ndarray:
+    """Decimal text -> float64, NaN where missing or unparseable (arrow first, pandas if needed)."""
+    try:
+        return pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)
+    except pa.ArrowInvalid:
+        return pd.to_numeric(values.to_pandas(), errors="coerce").to_numpy(dtype="float64")
 
 
-def _raw_text(rows: pd.DataFrame, columns: list[str]) -> pd.Series:
-    """Each rejected row as CSV text (fields re-quoted as needed; absent columns left out)."""
-    texts = [
-        _as_csv([v for v in values if isinstance(v, str)])
-        for values in rows[columns].itertuples(index=False)
-    ]
-    return pd.Series(texts, index=rows.index, dtype=str)
+_DTYPES = {
+    "text": "str",
+    "date": DATE_DTYPE,
+    "timestamp": "datetime64[us]",
+    "money": "float64",
+    "count": "Int64",
+}
 
 
-def _empty(col: Column, index: pd.Index) -> pd.Series:
+def _empty(col: Column, n_rows: int) -> pd.Series:
     """An all-null column of the right type, so an absent optional column keeps the schema."""
-    dtype = {
-        "text": "str",
-        "date": DATE_DTYPE,
-        "timestamp": "datetime64[us]",
-        "money": "float64",
-        "count": "Int64",
-    }[col.kind]
-    return pd.Series(pd.NA if col.kind == "count" else None, index=index, dtype=dtype)
+    return pd.Series([None] * n_rows, dtype=_DTYPES[col.kind])
+
+
+def _empty_frame(spec: SourceSpec, names: list[str]) -> pd.DataFrame:
+    columns = {col.name: _empty(col, 0) for col in spec.columns}
+    extras = {name: pd.Series(dtype="str") for name in names if spec.column(name) is None}
+    return pd.DataFrame(columns | extras | {_LINE: pd.Series(dtype="int64")})
+
+
+def _no_rejects() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "line": pd.Series(dtype="int64"),
+            "reason": pd.Series(dtype="str"),
+            "raw": pd.Series(dtype="str"),
+        }
+    )

@@ -1,0 +1,123 @@
+"""IO managers that persist assets in PostgreSQL: one table per asset, named after the asset.
+
+Database errors (DatabaseUnavailable, psycopg2.OperationalError) propagate unchanged, so a
+RetryPolicy on the asset can retry a run that hit a database restart.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from retention_assets.resources import PostgresResource
+from retention_assets.storage.tables import (
+    count_rows,
+    read_pickle,
+    read_table,
+    upsert_rows,
+    write_pickle,
+    write_table,
+)
+
+# Definition metadata keys an asset can set: @asset(metadata={"upsert_key": ["as_of"], ...}).
+UPSERT_KEY = "upsert_key"
+MONEY_COLUMNS = "money_columns"
+
+
+def _table_name(context: dg.OutputContext | dg.InputContext) -> str:
+    return context.asset_key.path[-1]
+
+
+def _column_names(context: dg.OutputContext, key: str) -> list[str]:
+    value = context.definition_metadata.get(key) or ()
+    if isinstance(value, dg.MetadataValue):
+        value = value.value
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, Sequence):
+        raise TypeError(f"asset metadata {key!r} must be a list of column names, got {value!r}")
+    return [str(name) for name in value]
+
+
+class PostgresPandasIOManager(dg.ConfigurableIOManager):
+    """DataFrames as PostgreSQL tables: atomic replace via COPY, or an upsert when the asset's
+    metadata names an ``upsert_key`` (tables that keep history, e.g. one row per snapshot)."""
+
+    database: PostgresResource
+
+    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame | None) -> None:
+        if obj is None:
+            return
+        if not isinstance(obj, pd.DataFrame):
+            raise TypeError(
+                f"{type(self).__name__} stores pandas DataFrames; asset "
+                f"{context.asset_key.to_user_string()} returned {type(obj).__name__}"
+            )
+        schema, table = self.database.db_schema, _table_name(context)
+        money = _column_names(context, MONEY_COLUMNS)
+        upsert_key = _column_names(context, UPSERT_KEY)
+        started = time.perf_counter()
+        with self.database.connect() as conn:
+            if upsert_key:
+                columns = upsert_rows(conn, schema, table, obj, upsert_key, money)
+                row_count = count_rows(conn, schema, table)
+            else:
+                columns = write_table(conn, schema, table, obj, money)
+                row_count = len(obj)
+        metadata: dict[str, Any] = {
+            "dagster/row_count": row_count,
+            "dagster/table_name": f"{schema}.{table}",
+            "dagster/storage_kind": "postgres",
+            "dagster/column_schema": dg.TableSchema(
+                columns=[dg.TableColumn(name, pg_type) for name, pg_type in columns]
+            ),
+            "written_at": dg.MetadataValue.timestamp(time.time()),
+            "write_seconds": round(time.perf_counter() - started, 3),
+        }
+        if upsert_key:
+            metadata["rows_upserted"] = len(obj)
+        context.add_output_metadata(metadata)
+
+    def load_input(self, context: dg.InputContext) -> pd.DataFrame:
+        with self.database.connect() as conn:
+            return read_table(conn, self.database.db_schema, _table_name(context))
+
+
+class PostgresPickleIOManager(dg.ConfigurableIOManager):
+    """Python objects (a fitted model) as a one-row table, so any process can load the exact
+    object a run produced, from the same database as the frames."""
+
+    database: PostgresResource
+
+    def handle_output(self, context: dg.OutputContext, obj: object) -> None:
+        if obj is None:
+            return
+        description: dict[str, Any] = {"type": f"{type(obj).__module__}.{type(obj).__qualname__}"}
+        describe = getattr(obj, "describe", None)
+        if callable(describe):
+            described = describe()
+            if isinstance(described, Mapping):
+                description.update(described)
+        # Stored as jsonb and shown in the UI: dates, numpy scalars etc. become text.
+        description = json.loads(json.dumps(description, default=str))
+        schema, table = self.database.db_schema, _table_name(context)
+        with self.database.connect() as conn:
+            payload_bytes = write_pickle(conn, schema, table, obj, description)
+        context.add_output_metadata(
+            {
+                "dagster/table_name": f"{schema}.{table}",
+                "dagster/storage_kind": "postgres",
+                "payload_bytes": payload_bytes,
+                "description": dg.MetadataValue.json(description),
+                "written_at": dg.MetadataValue.timestamp(time.time()),
+            }
+        )
+
+    def load_input(self, context: dg.InputContext) -> Any:
+        with self.database.connect() as conn:
+            return read_pickle(conn, self.database.db_schema, _table_name(context))

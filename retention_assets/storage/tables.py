@@ -1,0 +1,604 @@
+"""pandas <-> PostgreSQL table IO: COPY in CSV, atomic replace and an exact dtype round-trip.
+
+No Dagster here, so the CLI, tests and other processes share the same code path.
+
+Every public function runs in its own transaction on the given connection (which must not have
+one open) and commits it, so a failure leaves the database exactly as it was.
+
+dtype mapping (write -> PostgreSQL -> read):
+
+===============================================  =========================  =====================
+pandas dtype                                     PostgreSQL                 read back as
+===============================================  =========================  =====================
+str / string / object of str / category of str   text                       str
+int16, int32, int64                              smallint/integer/bigint    int16/int32/int64
+                                                 NOT NULL
+Int16, Int32, Int64                              smallint/integer/bigint    Int16/Int32/Int64
+bool                                             boolean NOT NULL           bool
+boolean                                          boolean                    boolean
+float64, float32                                 double precision, real     float64, float32
+money column (float64 or integer)                numeric                    float64
+datetime64[s|ms|us|ns] (naive)                   timestamp                  datetime64[us]
+datetime64[*, tz] (any zone)                     timestamptz                datetime64[us, UTC]
+ArrowDtype(date32)                               date                       ArrowDtype(date32)
+===============================================  =========================  =====================
+
+Missing values (NaN, None, NaT, pd.NA) are NULL; the empty string stays distinct from NULL.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import psycopg2
+import psycopg2.errors
+import psycopg2.extensions
+import pyarrow as pa
+import pyarrow.csv as pacsv
+from psycopg2 import sql
+
+__all__ = [
+    "TableNotFoundError",
+    "count_rows",
+    "read_pickle",
+    "read_table",
+    "replace_rows",
+    "upsert_rows",
+    "write_pickle",
+    "write_table",
+]
+
+Connection = psycopg2.extensions.connection
+Cursor = psycopg2.extensions.cursor
+
+# Rows per CSV batch streamed into COPY: bounds memory to one batch's text (a few MB).
+_BATCH_ROWS = 100_000
+_COPY_READ_SIZE = 1 << 20
+_MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1; longer names are silently truncated
+# First key of the two-key advisory lock, so our table locks don't collide with other apps' locks.
+_LOCK_NAMESPACE = 0x52544E01
+
+_CSV_WRITE = pacsv.WriteOptions(include_header=False, quoting_style="needed")
+_INT_TYPES = {2: "smallint", 4: "integer", 8: "bigint"}
+_NULLABLE_INTS = {
+    pd.Int16Dtype(): "smallint",
+    pd.Int32Dtype(): "integer",
+    pd.Int64Dtype(): "bigint",
+}
+_DATE32 = pd.ArrowDtype(pa.date32())
+
+
+class TableNotFoundError(LookupError):
+    """The requested table does not exist (yet): usually its asset was never materialized."""
+
+
+@dataclass(frozen=True)
+class _Column:
+    name: str
+    pg_type: str
+    not_null: bool
+    arrow_type: pa.DataType  # type of the values as written to the CSV stream
+
+
+@dataclass(frozen=True)
+class _ReadColumn:
+    name: str
+    arrow_type: pa.DataType  # type the CSV text is parsed into
+    pandas_dtype: Any  # None: pyarrow's default conversion already gives the right dtype
+
+
+def _check_identifier(name: object, what: str) -> str:
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{what} name must be a non-empty string, got {name!r}")
+    if "\x00" in name:
+        raise ValueError(f"{what} name {name!r} contains a NUL character")
+    if len(name.encode("utf-8")) > _MAX_IDENTIFIER_BYTES:
+        raise ValueError(
+            f"{what} name {name!r} is longer than {_MAX_IDENTIFIER_BYTES} bytes; PostgreSQL "
+            "would truncate it"
+        )
+    return name
+
+
+def _names(value: str | Sequence[str]) -> list[str]:
+    """A lone string means one column, not a sequence of one-letter names."""
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _qualified(schema: str, table: str) -> str:
+    return f"{schema}.{table}"
+
+
+def _column_for(name: str, series: pd.Series, money: bool) -> _Column:
+    dtype = series.dtype
+    if money:
+        if dtype == np.float64:
+            return _Column(name, "numeric", False, pa.float64())
+        if dtype in _NULLABLE_INTS or (isinstance(dtype, np.dtype) and dtype.kind == "i"):
+            return _Column(name, "numeric", False, pa.int64())
+        raise TypeError(f"money column {name!r} must be float64 or integer, got dtype {dtype}")
+    if isinstance(dtype, pd.StringDtype):
+        return _Column(name, "text", False, pa.string())
+    if isinstance(dtype, pd.CategoricalDtype):
+        if len(dtype.categories) and pd.api.types.infer_dtype(dtype.categories) != "string":
+            raise TypeError(f"column {name!r}: only categories of strings are supported")
+        return _Column(name, "text", False, pa.string())
+    if isinstance(dtype, np.dtype) and dtype.kind == "O":
+        inferred = pd.api.types.infer_dtype(series, skipna=True)
+        if inferred not in ("string", "empty"):
+            raise TypeError(
+                f"column {name!r}: object dtype holding {inferred} values is not supported "
+                "(only strings)"
+            )
+        return _Column(name, "text", False, pa.string())
+    if dtype == _DATE32:
+        return _Column(name, "date", False, pa.date32())
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        return _Column(name, "timestamptz", False, pa.timestamp("us", tz="UTC"))
+    if dtype in _NULLABLE_INTS:
+        return _Column(name, _NULLABLE_INTS[dtype], False, pa.from_numpy_dtype(dtype.numpy_dtype))
+    if isinstance(dtype, pd.BooleanDtype):
+        return _Column(name, "boolean", False, pa.bool_())
+    if isinstance(dtype, np.dtype):
+        if dtype.kind == "i" and dtype.itemsize in _INT_TYPES:
+            return _Column(name, _INT_TYPES[dtype.itemsize], True, pa.from_numpy_dtype(dtype))
+        if dtype.kind == "b":
+            return _Column(name, "boolean", True, pa.bool_())
+        if dtype == np.float64:
+            return _Column(name, "double precision", False, pa.float64())
+        if dtype == np.float32:
+            return _Column(name, "real", False, pa.float32())
+        if dtype.kind == "M":
+            return _Column(name, "timestamp", False, pa.timestamp("us"))
+    raise TypeError(f"column {name!r} has unsupported dtype {dtype}")
+
+
+def _columns_for(df: pd.DataFrame, money_columns: Sequence[str]) -> list[_Column]:
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"expected a pandas DataFrame, got {type(df).__name__}")
+    if df.shape[1] == 0:
+        raise ValueError("cannot store a frame without columns")
+    if df.columns.has_duplicates:
+        duplicated = sorted(map(str, df.columns[df.columns.duplicated()]))
+        raise ValueError(f"duplicate column names: {duplicated}")
+    money = set(_names(money_columns))
+    unknown = money - set(df.columns)
+    if unknown:
+        raise ValueError(f"money_columns not in the frame: {sorted(unknown)}")
+    return [
+        _column_for(_check_identifier(name, "column"), df[name], name in money)
+        for name in df.columns
+    ]
+
+
+def _columns_ddl(columns: Sequence[_Column]) -> sql.Composable:
+    return sql.SQL(", ").join(
+        sql.SQL("{} {}{}").format(
+            sql.Identifier(col.name),
+            sql.SQL(col.pg_type),
+            sql.SQL(" NOT NULL" if col.not_null else ""),
+        )
+        for col in columns
+    )
+
+
+def _column_list(names: Iterable[str]) -> sql.Composable:
+    return sql.SQL(", ").join(map(sql.Identifier, names))
+
+
+def _to_arrow(part: pd.DataFrame, columns: Sequence[_Column]) -> pa.Table:
+    table = pa.Table.from_pandas(part, preserve_index=False)
+    arrays = []
+    for col, array in zip(columns, table.columns, strict=True):
+        try:
+            arrays.append(array.cast(col.arrow_type))  # safe cast: refuses to lose data
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise ValueError(f"column {col.name!r}: cannot store as {col.pg_type}: {exc}") from exc
+    return pa.Table.from_arrays(arrays, names=[col.name for col in columns])
+
+
+def _csv_batches(df: pd.DataFrame, columns: Sequence[_Column]) -> Iterator[pa.Buffer]:
+    for start in range(0, len(df), _BATCH_ROWS):
+        sink = pa.BufferOutputStream()
+        pacsv.write_csv(_to_arrow(df.iloc[start : start + _BATCH_ROWS], columns), sink, _CSV_WRITE)
+        yield sink.getvalue()
+
+
+class _ChunkReader:
+    """File-like view over byte chunks for ``copy_expert``; remembers the exception a chunk
+    raised, because psycopg2 replaces it with a generic QueryCanceled."""
+
+    def __init__(self, chunks: Iterator[pa.Buffer]) -> None:
+        self._chunks = chunks
+        self._current = memoryview(b"")
+        self.error: BaseException | None = None
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            while not self._current:
+                chunk = next(self._chunks, None)
+                if chunk is None:
+                    return b""
+                self._current = memoryview(chunk)
+        except BaseException as exc:  # incl. KeyboardInterrupt, which psycopg2 would also hide
+            self.error = exc
+            raise
+        if size < 0:
+            size = len(self._current)
+        out, self._current = self._current[:size], self._current[size:]
+        return bytes(out)
+
+
+def _copy_in(
+    cur: Cursor, target: sql.Composable, columns: Sequence[_Column], df: pd.DataFrame
+) -> None:
+    reader = _ChunkReader(_csv_batches(df, columns))
+    statement = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv)").format(
+        target, _column_list(col.name for col in columns)
+    )
+    try:
+        cur.copy_expert(statement, reader, size=_COPY_READ_SIZE)
+    except psycopg2.Error:
+        if reader.error is not None:
+            raise reader.error from None
+        raise
+
+
+@contextmanager
+def _transaction(conn: Connection) -> Iterator[Cursor]:
+    """One transaction per call: commit on success, roll back on any failure (even a dead
+    connection, where the server has already rolled back)."""
+    if conn.info.transaction_status != psycopg2.extensions.TRANSACTION_STATUS_IDLE:
+        raise ValueError("the connection has an open transaction: commit or roll back first")
+    if conn.encoding != "UTF8":
+        conn.set_client_encoding("UTF8")
+    autocommit = conn.autocommit
+    conn.autocommit = False
+    try:
+        with conn.cursor() as cur:
+            yield cur
+        conn.commit()
+    except BaseException:
+        if not conn.closed:
+            with suppress(psycopg2.Error):
+                conn.rollback()
+        raise
+    finally:
+        if not conn.closed:
+            conn.autocommit = autocommit
+
+
+def _lock_table_name(cur: Cursor, schema: str, table: str) -> None:
+    """Serialise writers of one table until commit (readers are not blocked by it)."""
+    quoted = sql.Identifier(schema, table).as_string(cur.connection)
+    cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [_LOCK_NAMESPACE, quoted])
+
+
+def _ensure_schema(cur: Cursor, schema: str) -> None:
+    cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [schema])
+    if cur.fetchone() is not None:
+        return
+    # Two sessions creating the same schema: the loser gets a unique violation even with
+    # IF NOT EXISTS. By then the winner has committed it, so the error can be ignored.
+    cur.execute("SAVEPOINT retention_create_schema")
+    try:
+        cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+    except (psycopg2.errors.UniqueViolation, psycopg2.errors.DuplicateSchema):
+        cur.execute("ROLLBACK TO SAVEPOINT retention_create_schema")
+    cur.execute("RELEASE SAVEPOINT retention_create_schema")
+
+
+def _replace_table(
+    conn: Connection,
+    schema: str,
+    table: str,
+    columns_ddl: sql.Composable,
+    fill: Callable[[Cursor, sql.Identifier], None],
+) -> None:
+    """Build the new table under a staging name, then swap it in, all in one transaction:
+    readers see the old table or the new one, and a failure leaves no trace."""
+    _check_identifier(schema, "schema")
+    _check_identifier(table, "table")
+    staging_name = f"_staging_{uuid.uuid4().hex}"
+    staging = sql.Identifier(schema, staging_name)
+    with _transaction(conn) as cur:
+        _lock_table_name(cur, schema, table)
+        _ensure_schema(cur, schema)
+        cur.execute(sql.SQL("CREATE TABLE {} ({})").format(staging, columns_ddl))
+        fill(cur, staging)
+        cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(schema, table)))
+        cur.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(staging, sql.Identifier(table)))
+
+
+def write_table(
+    conn: Connection,
+    schema: str,
+    table: str,
+    df: pd.DataFrame,
+    money_columns: Sequence[str] = (),
+) -> list[tuple[str, str]]:
+    """Replace ``schema.table`` with ``df`` atomically; returns [(column, PostgreSQL type)]."""
+    columns = _columns_for(df, money_columns)
+    _replace_table(
+        conn,
+        schema,
+        table,
+        _columns_ddl(columns),
+        lambda cur, staging: _copy_in(cur, staging, columns, df),
+    )
+    return [(col.name, col.pg_type) for col in columns]
+
+
+def upsert_rows(
+    conn: Connection,
+    schema: str,
+    table: str,
+    df: pd.DataFrame,
+    key: Sequence[str],
+    money_columns: Sequence[str] = (),
+) -> list[tuple[str, str]]:
+    """Insert ``df`` into a table keyed by ``key``, updating rows whose key exists: keeps history
+    of other keys (e.g. one retention row per snapshot date)."""
+    _check_identifier(schema, "schema")
+    _check_identifier(table, "table")
+    columns = _columns_for(df, money_columns)
+    key = _names(key)
+    if not key:
+        raise ValueError("upsert_rows needs at least one key column")
+    missing = [name for name in key if name not in df.columns]
+    if missing:
+        raise ValueError(f"key columns not in the frame: {missing}")
+    if df[key].isna().any().any():
+        raise ValueError(f"key columns {key} contain missing values")
+    if df.duplicated(subset=key).any():
+        raise ValueError(f"the frame has duplicate keys in {key}")
+    target = sql.Identifier(schema, table)
+    staging = sql.Identifier(f"_upsert_{uuid.uuid4().hex}")
+    names = [col.name for col in columns]
+    others = [name for name in names if name not in key]
+    if others:
+        on_conflict = sql.SQL("DO UPDATE SET {}").format(
+            sql.SQL(", ").join(
+                sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(name)) for name in others
+            )
+        )
+    else:
+        on_conflict = sql.SQL("DO NOTHING")
+    with _transaction(conn) as cur:
+        _lock_table_name(cur, schema, table)
+        _ensure_schema(cur, schema)
+        cur.execute(
+            sql.SQL("CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))").format(
+                target, _columns_ddl(columns), _column_list(key)
+            )
+        )
+        cur.execute(
+            sql.SQL("CREATE TEMPORARY TABLE {} ({}) ON COMMIT DROP").format(
+                staging, _columns_ddl(columns)
+            )
+        )
+        _copy_in(cur, staging, columns, df)
+        cur.execute(
+            sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) {}").format(
+                target,
+                _column_list(names),
+                _column_list(names),
+                staging,
+                _column_list(key),
+                on_conflict,
+            )
+        )
+    return [(col.name, col.pg_type) for col in columns]
+
+
+def _sql_param(value: object) -> object:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def replace_rows(
+    conn: Connection,
+    schema: str,
+    table: str,
+    df: pd.DataFrame,
+    where: Mapping[str, object],
+    money_columns: Sequence[str] = (),
+) -> list[tuple[str, str]]:
+    """Replace the slice of a table matching ``where`` (column = value) with ``df``, e.g. the
+    rejected rows of one source, leaving other slices alone. An empty frame just deletes."""
+    _check_identifier(schema, "schema")
+    _check_identifier(table, "table")
+    columns = _columns_for(df, money_columns)
+    if not where:
+        raise ValueError("replace_rows needs a non-empty where; use write_table to replace all")
+    for name, value in where.items():
+        if name not in df.columns:
+            raise ValueError(f"where column {name!r} is not in the frame")
+        matches = df[name].isna() if value is None else df[name] == value
+        if not matches.all():
+            raise ValueError(f"frame rows outside the slice {name} = {value!r} would be orphaned")
+    target = sql.Identifier(schema, table)
+    condition = sql.SQL(" AND ").join(
+        sql.SQL("{} IS NOT DISTINCT FROM %s").format(sql.Identifier(name)) for name in where
+    )
+    with _transaction(conn) as cur:
+        _lock_table_name(cur, schema, table)
+        _ensure_schema(cur, schema)
+        cur.execute(
+            sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(target, _columns_ddl(columns))
+        )
+        cur.execute(
+            sql.SQL("DELETE FROM {} WHERE {}").format(target, condition),
+            [_sql_param(value) for value in where.values()],
+        )
+        _copy_in(cur, target, columns, df)
+    return [(col.name, col.pg_type) for col in columns]
+
+
+def _lock_for_read(cur: Cursor, schema: str, table: str) -> None:
+    """Hold the current table until commit, so a concurrent replace can't swap it mid-read."""
+    _check_identifier(schema, "schema")
+    _check_identifier(table, "table")
+    try:
+        cur.execute(
+            sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(sql.Identifier(schema, table))
+        )
+    except (psycopg2.errors.UndefinedTable, psycopg2.errors.InvalidSchemaName):
+        raise TableNotFoundError(
+            f"table {_qualified(schema, table)!r} does not exist in the database"
+        ) from None
+
+
+def _read_column(name: str, typname: str, not_null: bool) -> _ReadColumn:
+    if typname in ("text", "varchar", "bpchar"):
+        return _ReadColumn(name, pa.string(), None)
+    if typname in ("int2", "int4", "int8"):
+        arrow_type = {"int2": pa.int16(), "int4": pa.int32(), "int8": pa.int64()}[typname]
+        nullable = {"int2": pd.Int16Dtype(), "int4": pd.Int32Dtype(), "int8": pd.Int64Dtype()}
+        return _ReadColumn(name, arrow_type, None if not_null else nullable[typname])
+    if typname == "bool":
+        return _ReadColumn(name, pa.bool_(), None if not_null else pd.BooleanDtype())
+    if typname in ("float8", "numeric"):
+        return _ReadColumn(name, pa.float64(), None)
+    if typname == "float4":
+        return _ReadColumn(name, pa.float32(), None)
+    if typname == "timestamp":
+        return _ReadColumn(name, pa.timestamp("us"), None)
+    if typname == "timestamptz":
+        return _ReadColumn(name, pa.timestamp("us", tz="UTC"), None)
+    if typname == "date":
+        return _ReadColumn(name, pa.date32(), _DATE32)
+    raise TypeError(f"column {name!r} has PostgreSQL type {typname}, which is not supported")
+
+
+def _read_columns(cur: Cursor, schema: str, table: str) -> list[_ReadColumn]:
+    cur.execute(
+        """
+        SELECT a.attname, t.typname, a.attnotnull
+        FROM pg_attribute a
+        JOIN pg_class c ON c.oid = a.attrelid
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        JOIN pg_type t ON t.oid = a.atttypid
+        WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped
+        ORDER BY a.attnum
+        """,
+        [schema, table],
+    )
+    return [_read_column(name, typname, not_null) for name, typname, not_null in cur.fetchall()]
+
+
+def _parse_csv(data: memoryview, columns: Sequence[_ReadColumn]) -> pd.DataFrame:
+    names = [col.name for col in columns]
+    if data:
+        parsed = pacsv.read_csv(
+            pa.py_buffer(data),
+            read_options=pacsv.ReadOptions(column_names=names, block_size=16 << 20),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(
+                column_types={col.name: col.arrow_type for col in columns},
+                null_values=[""],
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=False,  # PostgreSQL writes "" for the empty string
+                true_values=["t"],
+                false_values=["f"],
+            ),
+        )
+    else:
+        parsed = pa.table({col.name: pa.array([], col.arrow_type) for col in columns})
+    frame = {}
+    for col, array in zip(columns, parsed.columns, strict=True):
+        mapper = None if col.pandas_dtype is None else {col.arrow_type: col.pandas_dtype}.get
+        frame[col.name] = array.to_pandas(types_mapper=mapper)
+    return pd.DataFrame(frame, columns=names)
+
+
+def read_table(
+    conn: Connection, schema: str, table: str, columns: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Read a table into a frame with the dtypes write_table was given (see the module table);
+    rows come back in the order write_table stored them."""
+    with _transaction(conn) as cur:
+        # Output formats fixed whatever the server or role defaults are, and rows in physical
+        # (= written) order: no scan starting mid-table, no parallel workers interleaving rows.
+        cur.execute(
+            "SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD';"
+            " SET LOCAL extra_float_digits = 3; SET LOCAL synchronize_seqscans = off;"
+            " SET LOCAL max_parallel_workers_per_gather = 0"
+        )
+        _lock_for_read(cur, schema, table)
+        available = _read_columns(cur, schema, table)
+        if columns is not None:
+            wanted = _names(columns)
+            by_name = {col.name: col for col in available}
+            missing = [name for name in wanted if name not in by_name]
+            if missing or not wanted:
+                raise ValueError(
+                    f"columns {missing or wanted} are not readable from "
+                    f"{_qualified(schema, table)!r}; it has {list(by_name)}"
+                )
+            available = [by_name[name] for name in wanted]
+        buffer = io.BytesIO()
+        cur.copy_expert(
+            sql.SQL("COPY (SELECT {} FROM {}) TO STDOUT WITH (FORMAT csv)").format(
+                _column_list(col.name for col in available), sql.Identifier(schema, table)
+            ),
+            buffer,
+            size=_COPY_READ_SIZE,
+        )
+    return _parse_csv(buffer.getbuffer(), available)
+
+
+def count_rows(conn: Connection, schema: str, table: str) -> int:
+    """Rows in a table, e.g. for metadata of a table an upsert only partly rewrote."""
+    with _transaction(conn) as cur:
+        _lock_for_read(cur, schema, table)
+        cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, table)))
+        return cur.fetchone()[0]
+
+
+_PICKLE_DDL = sql.SQL(
+    "stored_at timestamptz NOT NULL, description jsonb NOT NULL, payload bytea NOT NULL"
+)
+
+
+def write_pickle(
+    conn: Connection, schema: str, table: str, obj: object, description: Mapping[str, object]
+) -> int:
+    """Store one Python object (e.g. a fitted model) as the single row of a table, replaced
+    atomically, so another process can load exactly what the run produced; returns its size in
+    bytes. ``description`` is stored as jsonb (values JSON cannot hold are stored as text)."""
+    payload = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    document = json.dumps(dict(description), default=str)
+
+    def fill(cur: Cursor, staging: sql.Identifier) -> None:
+        cur.execute(
+            sql.SQL(
+                "INSERT INTO {} (stored_at, description, payload) VALUES (now(), %s::jsonb, %s)"
+            ).format(staging),
+            [document, psycopg2.Binary(payload)],
+        )
+
+    _replace_table(conn, schema, table, _PICKLE_DDL, fill)
+    return len(payload)
+
+
+def read_pickle(conn: Connection, schema: str, table: str) -> Any:
+    """Load the object stored by write_pickle. Unpickling runs code: only read tables this
+    project wrote to a database you trust."""
+    with _transaction(conn) as cur:
+        _lock_for_read(cur, schema, table)
+        cur.execute(sql.SQL("SELECT payload FROM {}").format(sql.Identifier(schema, table)))
+        rows = cur.fetchall()
+    if len(rows) != 1:
+        raise ValueError(
+            f"{_qualified(schema, table)!r} holds {len(rows)} rows; expected one pickled object"
+        )
+    return pickle.loads(rows[0][0])
