@@ -93,3 +93,12 @@ def test_retention_rate(features):
     )
     row = summary.frame(pd.Timestamp("2024-07-01T00:00:00Z")).iloc[0]
     assert row["churn_days"] == 90 and str(row["as_of"]) == "2024-06-30"
+
+
+def test_no_events_at_all_gives_zeros_not_errors(frames):
+    customers, transactions, attendance = frames
+    features = rfm_features(customers, transactions.head(0), attendance.head(0), AS_OF)
+    assert (features["frequency"] == 0).all() and (features["monetary"] == 0).all()
+    assert features["last_attendance"].isna().all()
+    clv = clv_frame(features, transactions.head(0), AS_OF)
+    assert (clv[["n_orders", "clv_value"]] == 0).all().all()

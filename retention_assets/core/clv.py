@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .dates import day_end
+from .lookup import per_customer
 
 CHURNED, HIGH, MEDIUM, LOW = "Churned", "High Value", "Medium Value", "Low Value"
 
@@ -24,17 +25,17 @@ def clv_frame(
     end = day_end(as_of)
     window_start = end - pd.Timedelta(days=window_days)
     orders = transactions.loc[transactions["transaction_date"] < end]
-    per_customer = orders.groupby("customer_id", sort=False).agg(
+    orders_by_customer = orders.groupby("customer_id", sort=False).agg(
         n_orders=("amount", "size"), total_spend=("amount", "sum")
     )
     recent = orders.loc[orders["transaction_date"] >= window_start]
     in_window = recent.groupby("customer_id", sort=False).size()
 
     ids = features["customer_id"]
-    n_orders = ids.map(per_customer["n_orders"]).fillna(0).astype("int64")
-    total_spend = ids.map(per_customer["total_spend"]).fillna(0.0).astype("float64")
+    n_orders = per_customer(orders_by_customer["n_orders"], ids).fillna(0).astype("int64")
+    total_spend = per_customer(orders_by_customer["total_spend"], ids).fillna(0.0).astype("float64")
     aov = (total_spend / n_orders.where(n_orders > 0)).fillna(0.0)
-    purchase_frequency = ids.map(in_window).fillna(0).astype("int64")
+    purchase_frequency = per_customer(in_window, ids).fillna(0).astype("int64")
     clv_value = aov * purchase_frequency * float(lifespan_years)
     return pd.DataFrame(
         {

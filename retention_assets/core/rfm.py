@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .dates import as_datetime, date_column, day_end
+from .lookup import per_customer
 
 SCORE_LABELS = [1, 2, 3, 4, 5]
 
@@ -37,12 +38,13 @@ def rfm_features(
     end = day_end(as_of)
     universe = customer_universe(customers, as_of)
     visits = attendance.loc[attendance["check_in"] < end]
-    visit_stats = visits.groupby("customer_id", sort=False)["check_in"].agg(["max", "size"])
+    by_customer = visits.groupby("customer_id", sort=False)["check_in"]
+    last_visit, visit_count = by_customer.max(), by_customer.size()
     spend = transactions.loc[transactions["transaction_date"] < end]
     spent = spend.groupby("customer_id", sort=False)["amount"].sum()
 
     ids = universe["customer_id"]
-    last = ids.map(visit_stats["max"]).astype("datetime64[us]")
+    last = per_customer(last_visit, ids).astype("datetime64[us]")
     since = last.dt.normalize().fillna(as_datetime(universe["signup_date"]))
     return pd.DataFrame(
         {
@@ -50,8 +52,8 @@ def rfm_features(
             "signup_date": universe["signup_date"],
             "last_attendance": last,
             "recency_days": (pd.Timestamp(as_of) - since).dt.days.astype("int64"),
-            "frequency": ids.map(visit_stats["size"]).fillna(0).astype("int64"),
-            "monetary": ids.map(spent).fillna(0.0).astype("float64"),
+            "frequency": per_customer(visit_count, ids).fillna(0).astype("int64"),
+            "monetary": per_customer(spent, ids).fillna(0.0).astype("float64"),
             "as_of": date_column(as_of, ids.index),
         }
     )
