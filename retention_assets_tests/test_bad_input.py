@@ -196,7 +196,10 @@ def test_awkward_numbers(tmp_path):
 
 
 def test_package_counts(tmp_path):
-    content = "package_id,package_name,price,duration_days\nP1,A,10,30\nP2,B,10,0\nP3,C,10,1.5\nP4,D,10,\n"
+    content = (
+        "package_id,package_name,price,duration_days\n"
+        "P1,A,10,30\nP2,B,10,0\nP3,C,10,1.5\nP4,D,10,\n"
+    )
     loaded = load(PACKAGES, tmp_path, "packages.csv", content)
     assert loaded.frame["package_id"].tolist() == ["P1", "P4"]
     assert rejects(loaded) == [
@@ -281,7 +284,8 @@ def test_events_after_as_of_are_ignored_not_rejected(tmp_path):
         ATTENDANCE,
         tmp_path,
         "attendance.csv",
-        "attendance_id,customer_id,check_in\nA1,C1,2024-05-31 23:59:59\nA2,C1,2024-06-01 00:00:00\n",
+        "attendance_id,customer_id,check_in\n"
+        "A1,C1,2024-05-31 23:59:59\nA2,C1,2024-06-01 00:00:00\n",
     )
     tx = load(TRANSACTIONS, tmp_path, "transactions.csv", TX_HEADER + "T1,C1,2024-06-01,9\n")
     assert att.rejects.empty and tx.rejects.empty
@@ -315,11 +319,12 @@ def test_large_attendance_file_memory_stays_bounded(tmp_path):
         rng = np.random.default_rng(0)
         start = np.datetime64("2025-01-01T06:00:00")
         check_in = start + rng.integers(0, 300 * 86400, n).astype("timedelta64[s]")
+        stamp = "%Y-%m-%d %H:%M:%S"
         frame = pd.DataFrame({{
             "attendance_id": [f"A{{i:010d}}" for i in range(n)],
             "customer_id": [f"C{{i:07d}}" for i in rng.integers(0, 50_000, n)],
-            "check_in": pd.Series(check_in).dt.strftime("%Y-%m-%d %H:%M:%S"),
-            "check_out": pd.Series(check_in + np.timedelta64(3600, "s")).dt.strftime("%Y-%m-%d %H:%M:%S"),
+            "check_in": pd.Series(check_in).dt.strftime(stamp),
+            "check_out": pd.Series(check_in + np.timedelta64(3600, "s")).dt.strftime(stamp),
             "club": rng.choice(["North", "South", "East"], n),
         }})
         pacsv.write_csv(pa.Table.from_pandas(frame, preserve_index=False), "{path}")

@@ -1,4 +1,4 @@
-"""Property: whatever rows a drop holds, each is either loaded or rejected, never both or neither."""
+"""Property: whatever rows a drop holds, each is loaded or rejected, never both, never neither."""
 
 import csv
 import tempfile
