@@ -1,0 +1,89 @@
+"""Faults around the database: a writer killed mid-COPY, and a database that is down."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from retention_assets.assets import SOURCE_ASSETS
+from retention_assets.definitions import build_resources
+from retention_assets.settings import Settings
+from retention_assets.storage.tables import read_table, write_table
+
+from .hand_fixture import HAND_DIR
+
+
+def staging_tables(conn, schema):
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND relname LIKE '\\_staging\\_%%'",
+            (schema,),
+        )
+        return [name for (name,) in cur.fetchall()]
+
+
+def copy_in_progress(conn, database):
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND query LIKE 'COPY %%'",
+            (database,),
+        )
+        return cur.fetchone()[0] > 0
+
+
+def test_writer_killed_mid_copy_leaves_old_table_and_no_staging(database_url, conn):
+    schema = "faults_kill"
+    old = pd.DataFrame({"customer_id": ["C1", "C2"], "n": [1, 2]})
+    write_table(conn, schema, "rfm", old)
+    writer = textwrap.dedent(
+        f"""
+        import pandas as pd
+        from retention_assets.storage.database import connect
+        from retention_assets.storage.tables import write_table
+        n = 3_000_000
+        frame = pd.DataFrame({{"customer_id": [f"C{{i:09d}}" for i in range(n)], "n": range(n)}})
+        write_table(connect({database_url!r}), {schema!r}, "rfm", frame)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", writer])
+    database = database_url.rsplit("/", 1)[1]
+    deadline = time.monotonic() + 60
+    while not copy_in_progress(conn, database):
+        assert proc.poll() is None, "the writer finished before it could be killed"
+        assert time.monotonic() < deadline, "the writer never started its COPY"
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    pd.testing.assert_frame_equal(read_table(conn, schema, "rfm"), old)
+    deadline = time.monotonic() + 30  # the server notices the dead client and rolls back
+    while staging_tables(conn, schema) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert staging_tables(conn, schema) == []
+    new = pd.DataFrame({"customer_id": ["C3"], "n": [3]})
+    write_table(conn, schema, "rfm", new)  # the next run succeeds
+    pd.testing.assert_frame_equal(read_table(conn, schema, "rfm"), new)
+
+
+@pytest.mark.timeout(120)
+def test_database_down_fails_clearly_after_retries_without_the_password():
+    url = "postgresql+psycopg2://retention:s3cret-pw@127.0.0.1:1/analytics"
+    settings = Settings(data_dir=str(HAND_DIR), db_schema="public", pgdata="unused")
+    result = dg.materialize(
+        SOURCE_ASSETS[:1],
+        resources=build_resources(settings, url),
+        raise_on_error=False,
+    )
+    assert not result.success
+    retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert len(retries) == 3
+    error = result.get_step_failure_events()[0].event_specific_data.error
+    text = error.message + "".join(c.message for c in [error.cause] if c)
+    assert "127.0.0.1" in text and "1" in text and "analytics" in text
+    assert "s3cret-pw" not in str(result.all_events)
