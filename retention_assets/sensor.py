@@ -10,11 +10,19 @@ from .core.sources import SOURCES
 from .data_folder import DataFolder
 from .drops import changed_sources
 
+SENSOR_NAME = "csv_drops"
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
 
 def csv_drops_sensor(minimum_interval_seconds: int = 15) -> dg.SensorDefinition:
     """The `csv_drops` sensor, running by default whenever the daemon runs."""
     return dg.SensorDefinition(
-        name="csv_drops",
+        name=SENSOR_NAME,
         evaluation_fn=csv_drops,
         target=dg.AssetSelection.all(),
         minimum_interval_seconds=minimum_interval_seconds,
@@ -27,6 +35,11 @@ def csv_drops_sensor(minimum_interval_seconds: int = 15) -> dg.SensorDefinition:
 def csv_drops(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     """Compares each source's fingerprint with the cursor; requests changed sources + downstream."""
     data_folder: DataFolder = context.resources.data_folder
+    busy = context.instance.get_runs_count(
+        dg.RunsFilter(statuses=IN_FLIGHT, tags={"dagster/sensor_name": SENSOR_NAME})
+    )
+    if busy:  # its tables are being rewritten: look again once that run is over
+        return dg.SensorResult(skip_reason="a run requested by this sensor is still in flight")
     previous: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     try:
         changed = changed_sources(

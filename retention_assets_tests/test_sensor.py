@@ -40,13 +40,14 @@ def folder(tmp_path):
     return data
 
 
-def evaluate(folder, cursor=None):
+def evaluate(folder, cursor=None, instance=None):
     defs = build_definitions(Settings(str(folder), "public", "unused", settle_seconds=5))
     sensor = defs.get_sensor_def("csv_drops")
     context = dg.build_sensor_context(
         cursor=cursor,
         definitions=defs,
         resources={"data_folder": defs.resources["data_folder"]},
+        instance=instance or dg.DagsterInstance.ephemeral(),
     )
     result = sensor.evaluate_tick(context)
     return result.run_requests, result.cursor, result.skip_message
@@ -121,3 +122,31 @@ def test_cursor_stays_small_with_many_drops(folder):
 def test_missing_folder_is_a_skip_with_the_reason(tmp_path):
     requests, _, skip = evaluate(tmp_path / "nowhere")
     assert requests == [] and "data folder does not exist" in skip
+
+
+def test_waits_while_its_previous_run_is_in_flight(folder):
+    instance = dg.DagsterInstance.ephemeral()
+    running = dg.DagsterRun(
+        job_name="__ASSET_JOB",
+        status=dg.DagsterRunStatus.STARTED,
+        tags={"dagster/sensor_name": "csv_drops"},
+    )
+    instance.add_run(running)
+    requests, _, skip = evaluate(folder, instance=instance)
+    assert requests == [] and "still in flight" in skip
+    instance.handle_run_event(
+        running.run_id,
+        dg.DagsterEvent(
+            event_type_value="PIPELINE_SUCCESS", job_name="__ASSET_JOB", message="done"
+        ),
+    )
+    assert len(evaluate(folder, instance=instance)[0]) == 1
+
+
+def test_file_names_match_in_any_letter_case(folder):
+    _, cursor, _ = evaluate(folder)
+    drop = folder / "Transactions_2026-11-27.CSV"
+    drop.write_text("transaction_id,customer_id,transaction_date,amount\nT98,C01,2024-07-06,5\n")
+    age(drop)
+    requests, _, _ = evaluate(folder, cursor)
+    assert requests[0].tags["retention/changed_sources"] == "transactions"

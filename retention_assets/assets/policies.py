@@ -4,8 +4,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import dagster as dg
+import psycopg2
 
 from ..core.quality import Verdict
+from ..storage.database import DatabaseUnavailable
 
 DB_RETRY = dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL)
 TABLE_KINDS = {"pandas", "postgres"}
@@ -13,11 +15,16 @@ TABLE_KINDS = {"pandas", "postgres"}
 
 @contextmanager
 def fail_fast_on_bad_data() -> Iterator[None]:
-    """Bad data fails the step at once: only database errors are worth DB_RETRY's retries."""
+    """Only a database error is worth DB_RETRY's retries: anything else (bad data, a bug)
+    fails the step at once instead of after three identical attempts."""
     try:
         yield
-    except ValueError as e:
-        raise dg.Failure(description=str(e), allow_retries=False) from e
+    except (psycopg2.OperationalError, psycopg2.InterfaceError, DatabaseUnavailable):
+        raise
+    except dg.Failure:
+        raise
+    except Exception as e:
+        raise dg.Failure(description=f"{type(e).__name__}: {e}", allow_retries=False) from e
 
 
 def check_spec(asset: str, name: str, description: str, blocking: bool = True) -> dg.AssetCheckSpec:

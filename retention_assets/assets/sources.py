@@ -12,7 +12,7 @@ from ..core.sources import ATTENDANCE, CUSTOMERS, PACKAGES, TRANSACTIONS, Source
 from ..data_folder import DataFolder
 from ..resources import PostgresResource
 from ..storage.tables import replace_rows
-from .policies import DB_RETRY, TABLE_KINDS, check_result, check_spec
+from .policies import DB_RETRY, TABLE_KINDS, check_result, check_spec, fail_fast_on_bad_data
 
 REJECTS_TABLE = "rejected_rows"
 REJECT_CHECK = "reject_fraction"
@@ -58,14 +58,15 @@ def load_and_store(
     known_ids: Mapping[str, pd.Series],
 ) -> dg.MaterializeResult:
     """Validate the source; its rejects replace this source's slice of `rejected_rows`."""
-    try:
-        loaded = load_source(spec, data_folder.files(spec.name), known_ids)
-    except SourceError as e:
-        raise dg.Failure(
-            description=str(e),
-            metadata={"file": e.file, "column": e.column or "", "line": e.line or 0},
-            allow_retries=False,
-        ) from e
+    with fail_fast_on_bad_data():
+        try:
+            loaded = load_source(spec, data_folder.files(spec.name), known_ids)
+        except SourceError as e:  # say where: file, column, line
+            raise dg.Failure(
+                description=str(e),
+                metadata={"file": e.file, "column": e.column or "", "line": e.line or 0},
+                allow_retries=False,
+            ) from e
     rejects = loaded.rejects.assign(run_id=context.run.run_id)
     with database.connect() as conn:
         replace_rows(conn, database.db_schema, REJECTS_TABLE, rejects, where={"source": spec.name})

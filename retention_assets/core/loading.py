@@ -60,15 +60,15 @@ class LoadedSource:
 
 
 def source_files(data_dir: Path, name: str) -> list[Path]:
-    """`NAME.csv` and every `NAME_*.csv` drop, in file-name order."""
+    """`NAME.csv` and every `NAME_*.csv` drop (any letter case), in file-name order."""
     if not data_dir.is_dir():
         raise SourceError(data_dir, "data folder does not exist")
     found = [
         p
         for p in data_dir.iterdir()
         if p.is_file()
-        and p.suffix == ".csv"
-        and (p.name == f"{name}.csv" or p.name.startswith(f"{name}_"))
+        and p.suffix.lower() == ".csv"
+        and (p.stem.lower() == name or p.name.lower().startswith(f"{name}_"))
     ]
     return sorted(found, key=lambda p: p.name)
 
