@@ -44,6 +44,28 @@ def _column_names(context: dg.OutputContext, key: str) -> list[str]:
     return [str(name) for name in value]
 
 
+class _RunCache:
+    """The frames this process wrote during the current run, so a downstream step in the same
+    process (the in-process executor) gets them back without reading the table it just wrote.
+
+    Only replaced tables are kept: their content is exactly the frame. One run at a time."""
+
+    def __init__(self) -> None:
+        self.run_id: str | None = None
+        self.frames: dict[tuple[str, str], pd.DataFrame] = {}
+
+    def put(self, run_id: str, schema: str, table: str, frame: pd.DataFrame) -> None:
+        if run_id != self.run_id:
+            self.run_id, self.frames = run_id, {}
+        self.frames[(schema, table)] = frame
+
+    def get(self, run_id: str, schema: str, table: str) -> pd.DataFrame | None:
+        return self.frames.get((schema, table)) if run_id == self.run_id else None
+
+
+_RUN_CACHE = _RunCache()
+
+
 class PostgresPandasIOManager(dg.ConfigurableIOManager):
     """DataFrames as PostgreSQL tables: atomic replace via COPY, or an upsert when the asset's
     metadata names an ``upsert_key`` (tables that keep history, e.g. one row per snapshot)."""
@@ -69,6 +91,7 @@ class PostgresPandasIOManager(dg.ConfigurableIOManager):
             else:
                 columns = write_table(conn, schema, table, obj, money)
                 row_count = len(obj)
+                _RUN_CACHE.put(context.run_id, schema, table, obj)
         metadata: dict[str, Any] = {
             "dagster/row_count": row_count,
             "dagster/table_name": f"{schema}.{table}",
@@ -84,8 +107,12 @@ class PostgresPandasIOManager(dg.ConfigurableIOManager):
         context.add_output_metadata(metadata)
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
+        schema, table = self.database.db_schema, _table_name(context)
+        cached = _RUN_CACHE.get(context.step_context.run_id, schema, table)
+        if cached is not None:
+            return cached
         with self.database.connect() as conn:
-            return read_table(conn, self.database.db_schema, _table_name(context))
+            return read_table(conn, schema, table)
 
 
 class PostgresPickleIOManager(dg.ConfigurableIOManager):

@@ -206,3 +206,18 @@ def test_describe_redacts_the_password():
     resource = PostgresResource(database_url="postgres://app:hunter2@db:5432/gym", db_schema="bi")
     assert resource.url() == "postgresql+psycopg2://app:hunter2@db:5432/gym"
     assert resource.describe() == "postgresql+psycopg2://app:***@db:5432/gym (schema bi)"
+
+
+def test_a_frame_written_in_this_run_is_not_read_back(database, monkeypatch):
+    import retention_assets.io_managers as io
+
+    assert dg.materialize([payments], resources=io_managers(database)).success
+    reads = []
+    real_read = io.read_table
+    monkeypatch.setattr(io, "read_table", lambda *a, **k: reads.append(a[2]) or real_read(*a, **k))
+    # payments written in this run: spend gets the frame it returned, no read
+    assert dg.materialize([payments, spend], resources=io_managers(database)).success
+    assert reads == []
+    # payments from an earlier run: read from its table, with the same dtypes
+    result = dg.materialize([spend, payments.to_source_asset()], resources=io_managers(database))
+    assert result.success and reads == ["payments"]
