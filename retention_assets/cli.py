@@ -1,4 +1,5 @@
-"""`retention-assets`: generate sample data, or materialize the whole graph in this process."""
+"""`retention-assets`: generate sample data, materialize the whole graph in this process, or
+write the analysts' HTML report from the stored tables."""
 
 from __future__ import annotations
 
@@ -15,7 +16,10 @@ from dotenv import load_dotenv
 
 from .assets import ALL_ASSETS
 from .definitions import build_resources
+from .report import write_report
 from .settings import Settings
+from .storage.database import DatabaseUnavailable
+from .storage.tables import TableNotFoundError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,9 +41,16 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--random-state", type=int, default=42)
     run.add_argument("--n-init", type=int, default=10)
 
+    report = commands.add_parser(
+        "report", help="write the plots and a one-page HTML summary from the stored tables"
+    )
+    report.add_argument("--out", type=Path, required=True, help="folder to write into")
+
     args = parser.parse_args(argv)
     if args.command == "generate":
         return _generate(args)
+    if args.command == "report":
+        return _report(args)
     return _run(args)
 
 
@@ -143,6 +154,26 @@ def _run(args: argparse.Namespace) -> int:
     print(f"Done in {elapsed:.1f} s. Tables are in {database.describe()}:")
     print("  customers, packages, transactions, attendance, rejected_rows,")
     print("  rfm_features, rfm, clv, retention, rfm_model (the fitted segmentation model)")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    load_dotenv(".env", override=False)
+    database = build_resources(Settings.from_env())["database"]
+    try:
+        with database.connect() as conn:
+            report = write_report(conn, database.db_schema, args.out)
+    except DatabaseUnavailable as e:
+        print(f"Cannot build the report: {e}", file=sys.stderr)
+        return 1
+    except TableNotFoundError as e:
+        print(
+            f"Cannot build the report from {database.describe()}: {e}. "
+            "Materialize the graph first (retention-assets run).",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"Wrote {report.html} and {', '.join(p.name for p in report.pngs.values())}")
     return 0
 
 

@@ -11,7 +11,24 @@ from ..core.clv import clv_frame
 from ..core.retention import retention_summary
 from ..core.rfm import default_as_of, rfm_scores
 from ..core.rfm import rfm_features as compute_features
-from ..core.segmentation import SegmentModel, fit_segments, segment_profile
+from ..core.segmentation import SegmentModel, fit_segments
+from ..plots import clv_figure, retention_figure, segment_figure, to_png
+from ..report import clv_by_type, segment_summary, top_customers
+from ..resources import PostgresResource
+from ..storage.tables import TableNotFoundError, read_table
+from .metadata import (
+    CLV_COLUMNS,
+    CLV_LINEAGE,
+    FOR_ANALYSTS,
+    FOR_PIPELINE,
+    OWNERS,
+    RETENTION_COLUMNS,
+    RFM_COLUMNS,
+    image,
+    md_table,
+    rfm_lineage,
+    ui_table,
+)
 from .policies import DB_RETRY, TABLE_KINDS, check_result, check_spec, fail_fast_on_bad_data
 
 GROUP = "analytics"
@@ -52,14 +69,12 @@ def _as_of(features: pd.DataFrame) -> dt.date:
     return features["as_of"].iloc[0] if len(features) else dt.date.min
 
 
-def _md_table(frame: pd.DataFrame) -> dg.MetadataValue:
-    return dg.MetadataValue.md(frame.to_markdown(index=False, floatfmt=".2f"))
-
-
 @dg.asset(
     group_name=GROUP,
     kinds=TABLE_KINDS,
     retry_policy=DB_RETRY,
+    owners=OWNERS,
+    tags=FOR_PIPELINE,
     metadata={"money_columns": ["monetary"]},
 )
 def rfm_features(
@@ -70,7 +85,8 @@ def rfm_features(
     attendance: pd.DataFrame,
 ) -> dg.Output[pd.DataFrame]:
     """Recency (days since last visit, or since signup), visit count and spend per customer
-    signed up by the snapshot date `as_of`; later events are ignored."""
+    signed up by the snapshot date `as_of`; later events are ignored. The input of rfm, clv
+    and retention, which all describe the same snapshot."""
     with fail_fast_on_bad_data():
         as_of = (
             dt.date.fromisoformat(config.as_of)
@@ -89,12 +105,19 @@ def rfm_features(
     )
 
 
-@dg.asset(group_name=GROUP, kinds={"sklearn"}, io_manager_key="model_io_manager")
+@dg.asset(
+    group_name=GROUP,
+    kinds={"sklearn"},
+    io_manager_key="model_io_manager",
+    owners=OWNERS,
+    tags=FOR_PIPELINE,
+)
 def rfm_model(
     context: dg.AssetExecutionContext, config: SegmentationConfig, rfm_features: pd.DataFrame
 ) -> dg.Output[SegmentModel]:
     """StandardScaler + KMeans fitted on [recency_days, frequency, monetary]; clusters are
-    named from their centroids (High-Value, At Risk, New/Potential, Loyalist)."""
+    named from their centroids (High-Value, At Risk, New/Potential, Loyalist). Stored so that
+    other processes score customers exactly as this run did."""
     with fail_fast_on_bad_data():
         model = fit_segments(rfm_features, config.n_clusters, config.random_state, config.n_init)
     centroids = model.centroids().assign(segment=pd.Series(model.segment_names)).reset_index()
@@ -105,7 +128,7 @@ def rfm_model(
             "as_of": model.as_of.isoformat(),
             "n_training_rows": model.n_training_rows,
             "inertia": float(model.kmeans.inertia_),
-            "centroids": _md_table(centroids),
+            "centroids": md_table(centroids),
         },
     )
 
@@ -114,7 +137,9 @@ def rfm_model(
     group_name=GROUP,
     kinds=TABLE_KINDS,
     retry_policy=DB_RETRY,
-    metadata={"money_columns": ["monetary"]},
+    owners=OWNERS,
+    tags=FOR_ANALYSTS,
+    metadata={"money_columns": ["monetary"], "dagster/column_schema": RFM_COLUMNS},
     check_specs=[
         check_spec(
             "rfm",
@@ -135,11 +160,21 @@ def rfm(
     rfm_features: pd.DataFrame,
     rfm_model: SegmentModel,
 ):
-    """Per customer: R/F/M, quintile scores (5 = best), rfm_score like "545", the KMeans
-    cluster and its segment name."""
+    """**Who your customers are, by how they behave**: one row per customer with how recently
+    they came (recency_days), how often (frequency) and how much they spent (monetary), as of
+    the snapshot date `as_of`.
+
+    - `r_score`, `f_score`, `m_score`: quintiles 1-5, 5 = the best fifth; `rfm_score` joins
+      them ("545" = very recent, very frequent, high spend).
+    - `segment`: **High-Value** (spends most), **At Risk** (absent longest), **New/Potential**
+      (fewest visits) or **Loyalist** (the rest): KMeans clusters of R, F and M, named from
+      their averages.
+
+    Each materialization shows `segment_profile` (size and averages per segment) and
+    `segment_plot` (recency vs spend, coloured by segment) under Metadata."""
     scored = rfm_scores(rfm_features)
     segmented = pd.concat([scored, rfm_model.assign(scored)], axis=1)
-    profile = segment_profile(segmented)
+    profile = segment_summary(segmented)
     context.log.info(
         "Segment sizes: "
         + ", ".join(f"{row.segment} {row.customers:,}" for row in profile.itertuples())
@@ -152,8 +187,10 @@ def rfm(
         value=segmented,
         metadata={
             "as_of": _as_of(segmented).isoformat(),
-            "segment_profile": _md_table(profile),
+            "segment_profile": ui_table(profile, percent=("share",)),
+            "segment_plot": image(to_png(segment_figure(segmented)), "segments"),
             **{f"segment/{row.segment}": int(row.customers) for row in profile.itertuples()},
+            "dagster/column_lineage": rfm_lineage(rfm_features.columns),
         },
         check_results=[
             check_result("segment_counts", counts),
@@ -166,14 +203,26 @@ def rfm(
     group_name=GROUP,
     kinds=TABLE_KINDS,
     retry_policy=DB_RETRY,
-    metadata={"money_columns": ["total_spend", "average_order_value", "clv_value"]},
+    owners=OWNERS,
+    tags=FOR_ANALYSTS,
+    metadata={
+        "money_columns": ["total_spend", "average_order_value", "clv_value"],
+        "dagster/column_schema": CLV_COLUMNS,
+    },
     check_specs=[
         check_spec("clv", "one_row_per_customer", "One row per customer, no negative values.")
     ],
 )
 def clv(config: ClvConfig, rfm_features: pd.DataFrame, transactions: pd.DataFrame):
-    """Customer lifetime value = average order value x orders in the last clv_window_days x
-    lifespan_years, and the predicted type (Churned / High / Medium / Low Value)."""
+    """**What a customer is worth over the next year**: `clv_value` = average order value x
+    orders in the last `clv_window_days` (365) x `lifespan_years` (1), one row per customer.
+
+    `predicted_customer_type`: **Churned** when the customer has not come for more than
+    `churn_days` (90); otherwise **High Value** (top 20% of clv_value among active customers),
+    **Low Value** (bottom 40%) or **Medium Value**.
+
+    Each materialization shows `clv_by_type` and `clv_plot` (how clv_value spreads within each
+    type) and `top_customers` (the 10 highest clv_value) under Metadata."""
     as_of = _as_of(rfm_features)
     frame = clv_frame(
         rfm_features,
@@ -191,6 +240,10 @@ def clv(config: ClvConfig, rfm_features: pd.DataFrame, transactions: pd.DataFram
             "as_of": as_of.isoformat(),
             "total_clv": float(frame["clv_value"].sum()),
             **{f"type/{name}": int(n) for name, n in types.items()},
+            "clv_by_type": ui_table(clv_by_type(frame), percent=("share",)),
+            "clv_plot": image(to_png(clv_figure(frame)), "clv_value by predicted_customer_type"),
+            "top_customers": ui_table(top_customers(frame)),
+            "dagster/column_lineage": CLV_LINEAGE,
         },
         check_results=[check_result("one_row_per_customer", verdict)],
     )
@@ -200,26 +253,50 @@ def clv(config: ClvConfig, rfm_features: pd.DataFrame, transactions: pd.DataFram
     group_name=GROUP,
     kinds=TABLE_KINDS,
     retry_policy=DB_RETRY,
-    metadata={"upsert_key": ["as_of"]},
+    owners=OWNERS,
+    tags=FOR_ANALYSTS,
+    metadata={"upsert_key": ["as_of"], "dagster/column_schema": RETENTION_COLUMNS},
     check_specs=[check_spec("retention", "rate_in_range", "retention_rate lies in [0, 100].")],
 )
 def retention(
-    context: dg.AssetExecutionContext, config: RetentionConfig, rfm_features: pd.DataFrame
+    context: dg.AssetExecutionContext,
+    config: RetentionConfig,
+    rfm_features: pd.DataFrame,
+    database: PostgresResource,
 ):
-    """Retention rate = share of customers whose last visit is at most churn_days old;
-    one row per as_of is kept in table `retention` (history)."""
+    """**Share of customers still coming**: customers whose last visit is at most `churn_days`
+    (90) days before `as_of`, in percent of all customers signed up by then.
+
+    The table keeps one row per `as_of` snapshot. `retention_plot` under Metadata draws that
+    history; the Plots view of Metadata shows `retention_rate` across materializations."""
     with fail_fast_on_bad_data():
         summary = retention_summary(rfm_features, _as_of(rfm_features), config.churn_days)
     context.log.info(summary.message())
     in_range = quality.retention_bounds(summary.retention_rate)
+    row = summary.frame(pd.Timestamp.now(tz="UTC"))
+    history = _history_with(row, database, context.asset_key.path[-1])
     return dg.MaterializeResult(
-        value=summary.frame(pd.Timestamp.now(tz="UTC")),
+        value=row,
         check_results=[check_result("rate_in_range", in_range)],
         metadata={
-            "retention_rate": summary.retention_rate,
+            "retention_rate": dg.MetadataValue.float(summary.retention_rate),
             "total_customers": summary.total_customers,
             "churned_customers": summary.churned_customers,
             "as_of": summary.as_of.isoformat(),
             "summary": summary.message(),
+            "snapshots": len(history),
+            "retention_plot": image(to_png(retention_figure(history)), "retention history"),
         },
     )
+
+
+def _history_with(row: pd.DataFrame, database: PostgresResource, table: str) -> pd.DataFrame:
+    """The stored history as it will be once the IO manager has upserted `row` (which happens
+    after the asset returns): the stored rows of other snapshots plus this one."""
+    try:
+        with database.connect() as conn:
+            stored = read_table(conn, database.db_schema, table)
+    except TableNotFoundError:
+        return row
+    others = stored.loc[~stored["as_of"].isin(row["as_of"])]
+    return pd.concat([others, row], ignore_index=True).sort_values("as_of", ignore_index=True)

@@ -1,0 +1,354 @@
+"""What an analyst sees, in a real browser: dagster-webserver on loopback, headless Chromium
+driven by Playwright, "Materialize all" clicked in the asset graph, then the rfm, retention and
+clv pages checked for their tables and plots.
+
+Screenshots go to artifacts/screenshots/ in the repo root (CI keeps them as artifacts):
+01_asset_graph.png, 02_rfm_segment_profile.png, 03_rfm_segment_plot.png,
+04_retention_plot.png, 05_clv_tables.png, 06_clv_plot.png.
+
+Only the webserver runs, with runs launched straight from it (DefaultRunCoordinator): without a
+daemon the csv_drops sensor never ticks, so the button's run is the only one. Chromium comes
+from Debian (`apt-get install chromium`); Playwright only drives it and never downloads a
+browser. Without /usr/bin/chromium the test is skipped, unless RETENTION_REQUIRE_BROWSER=1.
+"""
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from retention_assets.cli import main
+from retention_assets.storage.database import connect
+from retention_assets.storage.tables import read_table
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SCREENSHOTS = REPO_ROOT / "artifacts" / "screenshots"
+CHROMIUM = Path("/usr/bin/chromium")
+WEBSERVER = Path(sys.executable).parent / "dagster-webserver"
+SAMPLE_DATA = REPO_ROOT / "data"
+VIEWPORT = {"width": 1920, "height": 1080}
+START_TIMEOUT = 90  # seconds for the webserver and its code server to come up (about 15 s)
+RUN_TIMEOUT = 120  # seconds for the whole graph on the sample data (about 10 s)
+UI_TIMEOUT_MS = 30_000
+EARLIER_SNAPSHOTS = ["2026-08-31", "2026-09-30"]  # the sample data's latest event: 2026-10-31
+
+INSTANCE_YAML = """\
+run_coordinator:  # launch runs from the webserver itself: no daemon, so no sensor ticks
+  module: dagster._core.run_coordinator
+  class: DefaultRunCoordinator
+telemetry:
+  enabled: false
+nux:  # the "Join the Dagster community" pop-up would cover the screenshots
+  enabled: false
+"""
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def _require_browser() -> None:
+    missing = [
+        what
+        for what, present in (
+            (str(CHROMIUM), CHROMIUM.exists()),
+            ("the playwright package", importlib.util.find_spec("playwright") is not None),
+            (str(WEBSERVER), WEBSERVER.exists()),
+        )
+        if not present
+    ]
+    if not missing:
+        return
+    reason = f"browser test needs {', '.join(missing)} (Chromium: apt-get install chromium)"
+    if os.environ.get("RETENTION_REQUIRE_BROWSER") == "1":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@dataclass
+class Webserver:
+    url: str
+    log: Path
+
+    def graphql(self, query: str) -> dict:
+        request = urllib.request.Request(
+            f"{self.url}/graphql",
+            data=json.dumps({"query": query}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            body = json.load(response)
+        assert "errors" not in body, body["errors"]
+        return body["data"]
+
+    def tail(self, lines: int = 60) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def runs(self) -> list[dict]:
+        data = self.graphql("{ runsOrError { ... on Runs { results { runId status } } } }")
+        return data["runsOrError"]["results"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _restore_signals() -> None:
+    # Started from a backgrounded shell, SIGINT arrives ignored and stays ignored across exec:
+    # the webserver would then not stop on SIGINT/SIGTERM.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM the whole process group (webserver, code server, run workers), then SIGKILL."""
+    for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _wait_until_loaded(server: Webserver, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    query = """{ workspaceOrError { ... on Workspace { locationEntries {
+        name loadStatus
+        locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"dagster-webserver exited:\n{server.tail()}"
+        try:
+            entries = server.graphql(query)["workspaceOrError"]["locationEntries"]
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            entries = []
+        if entries and all(e["loadStatus"] == "LOADED" for e in entries):
+            errors = [e["locationOrLoadError"].get("message") for e in entries]
+            assert errors == [None], f"code location failed to load: {errors}\n{server.tail()}"
+            return
+        time.sleep(0.5)
+    pytest.fail(f"dagster-webserver not ready after {START_TIMEOUT} s:\n{server.tail()}")
+
+
+@pytest.fixture(autouse=True)
+def _browser_available() -> None:
+    """Checked before any other fixture of the test starts a process or fills a database."""
+    _require_browser()
+
+
+@pytest.fixture
+def schema(database_url: str) -> Iterator[str]:
+    name = f"browser_{uuid.uuid4().hex[:8]}"
+    yield name
+    with psycopg2.connect(database_url.replace("+psycopg2", "")) as conn, conn.cursor() as cur:
+        cur.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return shutil.copytree(SAMPLE_DATA, tmp_path / "data")
+
+
+@pytest.fixture
+def earlier_snapshots(
+    database_url: str, schema: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> list[str]:
+    """Snapshots stored before the analyst's run (as monthly runs would have left them), so the
+    retention plot has a history to draw. Materialized by the command line, in this process."""
+    monkeypatch.chdir(data_dir.parent)  # no stray .env
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)  # an ephemeral instance: not the UI's
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("RETENTION_DB_SCHEMA", schema)
+    for as_of in EARLIER_SNAPSHOTS:
+        assert main(["run", "--data-dir", str(data_dir), "--as-of", as_of]) == 0
+    return EARLIER_SNAPSHOTS
+
+
+@pytest.fixture
+def webserver(
+    database_url: str, schema: str, data_dir: Path, tmp_path: Path
+) -> Iterator[Webserver]:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(INSTANCE_YAML)
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "DATABASE_URL": database_url,
+        "RETENTION_DB_SCHEMA": schema,
+        "RETENTION_DATA_DIR": str(data_dir),
+        "RETENTION_SENSOR_INTERVAL": "3600",
+    }
+    server = Webserver(url=f"http://127.0.0.1:{port}", log=tmp_path / "webserver.log")
+    with server.log.open("wb") as log:
+        proc = subprocess.Popen(
+            [str(WEBSERVER), "-h", "127.0.0.1", "-p", str(port)]
+            + ["-m", "retention_assets.definitions"],
+            cwd=tmp_path,  # away from the repo's .env, which the Dagster CLIs would load
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_restore_signals,
+        )
+    try:
+        _wait_until_loaded(server, proc)
+        yield server
+    finally:
+        _stop(proc)
+
+
+def _wait_for_run(server: Webserver) -> dict:
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while time.monotonic() < deadline:
+        runs = server.runs()
+        if runs and runs[0]["status"] in ("SUCCESS", "FAILURE", "CANCELED"):
+            return runs[0]
+        time.sleep(1)
+    pytest.fail(f"no finished run after {RUN_TIMEOUT} s: {server.runs()}\n{server.tail()}")
+
+
+def _metadata_row(page, label: str):
+    """The row of the asset page's Metadata table whose key is `label`."""
+    return page.locator("tr", has=page.get_by_text(label, exact=True)).last
+
+
+def _open_markdown_image(page, label: str):
+    """Open the [Show Markdown] dialog of metadata entry `label`; return its inlined PNG."""
+    row = _metadata_row(page, label)
+    row.scroll_into_view_if_needed()
+    row.get_by_text("[Show Markdown]").click()
+    image = page.get_by_role("dialog").locator('img[src^="data:image/png;base64,"]')
+    image.wait_for(state="visible")
+    page.wait_for_function(
+        "img => img.complete && img.naturalWidth > 0", arg=image.element_handle()
+    )
+    return image
+
+
+def _screenshot(page, name: str) -> None:
+    # Finished transitions only: a dialog caught fading in is half transparent.
+    page.screenshot(path=SCREENSHOTS / name, animations="disabled")
+
+
+def _close_dialog(page) -> None:
+    page.get_by_role("dialog").get_by_role("button", name="Close").click()
+    page.get_by_role("dialog").wait_for(state="detached")
+
+
+def test_analyst_materializes_from_the_ui_and_reads_segments_and_retention(
+    earlier_snapshots: list[str], webserver: Webserver, database_url: str, schema: str
+):
+    from playwright.sync_api import expect, sync_playwright
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for old in SCREENSHOTS.glob("*.png"):
+        old.unlink()
+    assert webserver.runs() == []
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+        )
+        try:
+            page = browser.new_page(viewport=VIEWPORT)
+            page.set_default_timeout(UI_TIMEOUT_MS)
+
+            # The global asset graph, both groups unfolded, then "Materialize all".
+            page.goto(f"{webserver.url}/asset-groups")
+            materialize_all = page.get_by_role("button", name="Materialize all")
+            materialize_all.wait_for()
+            unfold = page.locator('[aria-label="unfold_more"]')
+            unfold.first.wait_for()
+            for remaining in reversed(range(unfold.count())):
+                unfold.first.click()
+                expect(unfold).to_have_count(remaining)
+            page.get_by_role("button", name="Hide navigation").click()
+            materialize_all.click()
+            run = _wait_for_run(webserver)
+            assert run["status"] == "SUCCESS", f"{run}\n{webserver.tail()}"
+            assert len(webserver.runs()) == 1  # the button's run, nothing from the sensor
+
+            page.reload()  # re-fits the unfolded graph (kept in local storage) to the window
+            for asset in ("customers", "rfm_features", "rfm", "clv", "retention"):
+                page.get_by_text(asset, exact=True).first.wait_for()
+            expect(page.get_by_text(re.compile(r"^Loading"))).to_have_count(0)
+            expect(page.get_by_text("Never materialized")).to_have_count(0)
+            _screenshot(page, "01_asset_graph.png")
+
+            with closing(connect(database_url)) as conn:
+                rfm = read_table(conn, schema, "rfm")
+                retention = read_table(conn, schema, "retention")
+            sizes = rfm["segment"].value_counts()
+
+            # rfm: the segment profile table, then the segment plot.
+            page.goto(f"{webserver.url}/assets/rfm")
+            profile = _metadata_row(page, "segment_profile")
+            profile.scroll_into_view_if_needed()
+            cells = profile.locator("table tbody tr").evaluate_all(
+                "rows => rows.map(r => [...r.cells].map(c => c.innerText.trim()))"
+            )
+            shown = {row[0]: int(row[1]) for row in cells}
+            assert shown == sizes.to_dict()
+            headers = profile.locator("table thead th").all_inner_texts()
+            assert headers[:3] == ["segment", "customers", "share"]
+            _screenshot(page, "02_rfm_segment_profile.png")
+
+            plot = _open_markdown_image(page, "segment_plot")
+            assert plot.bounding_box()["width"] > 400
+            _screenshot(page, "03_rfm_segment_plot.png")
+            _close_dialog(page)
+
+            # retention: the latest rate as a number, and the history plot.
+            page.goto(f"{webserver.url}/assets/retention")
+            latest = retention.sort_values("as_of").iloc[-1]
+            rate = _metadata_row(page, "retention_rate").locator("td").last.inner_text()
+            assert float(rate) == pytest.approx(latest["retention_rate"])
+            snapshots = _metadata_row(page, "snapshots").locator("td").last.inner_text()
+            assert int(snapshots) == len(retention) == len(earlier_snapshots) + 1
+            _open_markdown_image(page, "retention_plot")
+            _screenshot(page, "04_retention_plot.png")
+            _close_dialog(page)
+
+            # clv: top customers table and the distribution plot.
+            page.goto(f"{webserver.url}/assets/clv")
+            top = _metadata_row(page, "top_customers")
+            expect(top.locator("table tbody tr")).to_have_count(10)
+            _metadata_row(page, "clv_by_type").scroll_into_view_if_needed()
+            _screenshot(page, "05_clv_tables.png")
+            _open_markdown_image(page, "clv_plot")
+            _screenshot(page, "06_clv_plot.png")
+        finally:
+            browser.close()
+
+    assert sorted(p.name for p in SCREENSHOTS.glob("*.png")) == [
+        "01_asset_graph.png",
+        "02_rfm_segment_profile.png",
+        "03_rfm_segment_plot.png",
+        "04_retention_plot.png",
+        "05_clv_tables.png",
+        "06_clv_plot.png",
+    ]
