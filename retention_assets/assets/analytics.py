@@ -32,6 +32,12 @@ from .metadata import (
 from .policies import DB_RETRY, TABLE_KINDS, check_result, check_spec, fail_fast_on_bad_data
 
 GROUP = "analytics"
+TABLE_ASSET = {
+    "group_name": GROUP,
+    "kinds": TABLE_KINDS,
+    "retry_policy": DB_RETRY,
+    "owners": OWNERS,
+}
 
 
 class SnapshotConfig(dg.Config):
@@ -70,10 +76,7 @@ def _as_of(features: pd.DataFrame) -> dt.date:
 
 
 @dg.asset(
-    group_name=GROUP,
-    kinds=TABLE_KINDS,
-    retry_policy=DB_RETRY,
-    owners=OWNERS,
+    **TABLE_ASSET,
     tags=FOR_PIPELINE,
     metadata={"money_columns": ["monetary"]},
 )
@@ -134,10 +137,7 @@ def rfm_model(
 
 
 @dg.asset(
-    group_name=GROUP,
-    kinds=TABLE_KINDS,
-    retry_policy=DB_RETRY,
-    owners=OWNERS,
+    **TABLE_ASSET,
     tags=FOR_ANALYSTS,
     metadata={"money_columns": ["monetary"], "dagster/column_schema": RFM_COLUMNS},
     check_specs=[
@@ -200,10 +200,7 @@ def rfm(
 
 
 @dg.asset(
-    group_name=GROUP,
-    kinds=TABLE_KINDS,
-    retry_policy=DB_RETRY,
-    owners=OWNERS,
+    **TABLE_ASSET,
     tags=FOR_ANALYSTS,
     metadata={
         "money_columns": ["total_spend", "average_order_value", "clv_value"],
@@ -250,10 +247,7 @@ def clv(config: ClvConfig, rfm_features: pd.DataFrame, transactions: pd.DataFram
 
 
 @dg.asset(
-    group_name=GROUP,
-    kinds=TABLE_KINDS,
-    retry_policy=DB_RETRY,
-    owners=OWNERS,
+    **TABLE_ASSET,
     tags=FOR_ANALYSTS,
     metadata={"upsert_key": ["as_of"], "dagster/column_schema": RETENTION_COLUMNS},
     check_specs=[check_spec("retention", "rate_in_range", "retention_rate lies in [0, 100].")],
