@@ -1,14 +1,18 @@
 # Two commands on a fresh machine: `make run` (install, then materialize the whole graph
 # on the embedded defaults) and `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint dev bench
+.PHONY: install run test lint dev
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@# grep: this machine's pip config prints a "Location ... is ignored" line per package
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 \
+		| { grep -v "is ignored: it is neither a file nor a directory" || true; }
 	touch $(STAMP)
 
 install: $(STAMP)
