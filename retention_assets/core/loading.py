@@ -24,7 +24,6 @@ from .dates import DATE_DTYPE, parse_timestamps, to_date32
 from .sources import Column, SourceSpec
 
 BOM = b"\xef\xbb\xbf"
-REJECT_COLUMNS = ["source", "file", "line", "reason", "raw"]
 _FILE, _LINE = "__file", "__line"
 _CHUNK = 16 << 20
 
