@@ -157,9 +157,10 @@ def expected_after_round_trip(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def test_every_dtype_round_trips_with_nulls(conn, schema):
+@pytest.mark.parametrize("money", [["amount"], []], ids=["csv-copy", "binary-copy"])
+def test_every_dtype_round_trips_with_nulls(conn, schema, money):
     df = every_dtype_frame()
-    types = write_table(conn, schema, "every", df, money_columns=["amount"])
+    types = write_table(conn, schema, "every", df, money_columns=money)
     out = read_table(conn, schema, "every")
 
     pd.testing.assert_frame_equal(out, expected_after_round_trip(df), check_exact=True)
@@ -181,7 +182,7 @@ def test_every_dtype_round_trips_with_nulls(conn, schema):
         "maybe": "boolean",
         "f64": "double precision",
         "f32": "real",
-        "amount": "numeric",
+        "amount": "numeric" if money else "double precision",
         "ts_s": "timestamp",
         "ts_ms": "timestamp",
         "ts_us": "timestamp",
@@ -191,8 +192,9 @@ def test_every_dtype_round_trips_with_nulls(conn, schema):
     }
 
 
-def test_server_side_column_types_and_nulls(conn, schema):
-    write_table(conn, schema, "every", every_dtype_frame(), money_columns=["amount"])
+@pytest.mark.parametrize("money", [["amount"], []], ids=["csv-copy", "binary-copy"])
+def test_server_side_column_types_and_nulls(conn, schema, money):
+    write_table(conn, schema, "every", every_dtype_frame(), money_columns=money)
     catalog = dict(
         (name, (data_type, nullable))
         for name, data_type, nullable in query(
@@ -206,7 +208,7 @@ def test_server_side_column_types_and_nulls(conn, schema):
     assert catalog["n64"] == ("bigint", "YES")
     assert catalog["flag"] == ("boolean", "NO")
     assert catalog["maybe"] == ("boolean", "YES")
-    assert catalog["amount"] == ("numeric", "YES")
+    assert catalog["amount"] == ("numeric" if money else "double precision", "YES")
     assert catalog["ts_ns"] == ("timestamp without time zone", "YES")
     assert catalog["ts_tz"] == ("timestamp with time zone", "YES")
     assert catalog["day"] == ("date", "YES")
@@ -223,7 +225,8 @@ def test_server_side_column_types_and_nulls(conn, schema):
     assert query(conn, f'SELECT count(*) FROM "{schema}".every WHERE f64 IS NULL') == [(1,)]
 
 
-def test_floats_round_trip_bit_exact(conn, schema):
+@pytest.mark.parametrize("money", [["money"], []], ids=["csv-copy", "binary-copy"])
+def test_floats_round_trip_bit_exact(conn, schema, money):
     rng = np.random.default_rng(7)
     bits = rng.integers(np.iinfo(np.int64).min, np.iinfo(np.int64).max, 20_000, dtype=np.int64)
     doubles = bits.view(np.float64)
@@ -231,7 +234,7 @@ def test_floats_round_trip_bit_exact(conn, schema):
     singles = bits.astype(np.int32).view(np.float32)[: len(doubles)]
     singles = np.where(np.isfinite(singles), singles, np.float32(1.5))
     df = pd.DataFrame({"d": doubles, "money": doubles, "s": singles})
-    write_table(conn, schema, "floats", df, money_columns=["money"])
+    write_table(conn, schema, "floats", df, money_columns=money)
     out = read_table(conn, schema, "floats")
     for name in ["d", "money", "s"]:
         assert out[name].dtype == df[name].dtype
@@ -239,9 +242,10 @@ def test_floats_round_trip_bit_exact(conn, schema):
         assert np.array_equal(stored.view(f"u{stored.itemsize}"), given.view(f"u{given.itemsize}"))
 
 
-def test_empty_frame_keeps_dtypes(conn, schema):
+@pytest.mark.parametrize("money", [["amount"], []], ids=["csv-copy", "binary-copy"])
+def test_empty_frame_keeps_dtypes(conn, schema, money):
     df = every_dtype_frame().iloc[0:0]
-    write_table(conn, schema, "empty", df, money_columns=["amount"])
+    write_table(conn, schema, "empty", df, money_columns=money)
     out = read_table(conn, schema, "empty")
     assert len(out) == 0
     assert out.dtypes.to_dict() == expected_after_round_trip(every_dtype_frame()).dtypes.to_dict()
@@ -300,6 +304,23 @@ def test_unsupported_dtype_is_a_type_error_naming_the_column(conn, schema, serie
         write_table(
             conn, schema, "bad", pd.DataFrame({"good": range(len(series)), "bad_col": series})
         )
+    with pytest.raises(TableNotFoundError):
+        read_table(conn, schema, "bad")
+
+
+@pytest.mark.parametrize(
+    "series",
+    [
+        pd.Series(np.array(["-0001-06-01"], dtype="datetime64[us]")),
+        pd.Series(np.array(["10000-01-01", None], dtype="datetime64[us]")),
+        pd.Series(np.array(["0000-12-31T23:00"], dtype="datetime64[us]")).dt.tz_localize("UTC"),
+        pd.Series(pd.array(pa.array([-719_163], pa.int32()).cast(pa.date32()), dtype=DATE)),
+    ],
+    ids=["bc-timestamp", "year-10000", "bc-timestamptz", "bc-date"],
+)
+def test_dates_read_table_could_not_parse_are_refused(conn, schema, series):
+    with pytest.raises(ValueError, match="bad_col.*years 1 to 9999"):
+        write_table(conn, schema, "bad", pd.DataFrame({"bad_col": series}))
     with pytest.raises(TableNotFoundError):
         read_table(conn, schema, "bad")
 
@@ -414,13 +435,13 @@ def test_unstorable_value_in_a_later_batch_keeps_old_table(conn, conn2, schema, 
     new.loc[950, "at"] = pd.Timestamp("2024-01-01 00:00:00.000000001")  # below microseconds
     write_table(conn, schema, "t", old)
     sent = []
-    batches = tables._csv_batches
+    batches = tables._copy_chunks
     monkeypatch.setattr(
-        tables, "_csv_batches", lambda *a: (sent.append(b) or b for b in batches(*a))
+        tables, "_copy_chunks", lambda *a: (sent.append(b) or b for b in batches(*a))
     )
     with pytest.raises(ValueError, match="column 'at'"):
         write_table(conn, schema, "t", new)
-    assert len(sent) == 9  # the failure happened half way through the stream
+    assert len(sent) == 10  # the binary header, then 9 batches: it failed half way through
     assert_old_table_intact(conn2, schema, old)
 
 
@@ -429,7 +450,7 @@ def test_connection_killed_mid_copy_keeps_old_table(conn, conn2, schema, monkeyp
     old, new = old_and_new(1_000)
     write_table(conn, schema, "t", old)
     pid = conn.info.backend_pid
-    batches = tables._csv_batches
+    batches = tables._copy_chunks
 
     def killing_batches(*args):
         for number, batch in enumerate(batches(*args)):
@@ -437,7 +458,7 @@ def test_connection_killed_mid_copy_keeps_old_table(conn, conn2, schema, monkeyp
                 query(conn2, "SELECT pg_terminate_backend(%s, 5000)", [pid])
             yield batch
 
-    monkeypatch.setattr(tables, "_csv_batches", killing_batches)
+    monkeypatch.setattr(tables, "_copy_chunks", killing_batches)
     with pytest.raises((psycopg2.OperationalError, psycopg2.InterfaceError)):
         write_table(conn, schema, "t", new)
     assert conn.closed
@@ -449,7 +470,7 @@ def test_reader_mid_copy_sees_the_complete_old_table(conn, conn2, schema, monkey
     old, new = old_and_new(1_000)
     write_table(conn, schema, "t", old)
     seen = []
-    batches = tables._csv_batches
+    batches = tables._copy_chunks
 
     def reading_batches(*args):
         for number, batch in enumerate(batches(*args)):
@@ -457,10 +478,38 @@ def test_reader_mid_copy_sees_the_complete_old_table(conn, conn2, schema, monkey
                 seen.append(read_table(conn2, schema, "t"))
             yield batch
 
-    monkeypatch.setattr(tables, "_csv_batches", reading_batches)
+    monkeypatch.setattr(tables, "_copy_chunks", reading_batches)
     write_table(conn, schema, "t", new)
     pd.testing.assert_frame_equal(seen[0], old)
     pd.testing.assert_frame_equal(read_table(conn2, schema, "t"), new)
+
+
+def test_server_error_mid_read_leaves_the_connection_usable(conn, schema):
+    write_table(conn, schema, "t", pd.DataFrame({"n": np.arange(50_000)}))
+    with conn.cursor() as cur:  # a view whose row 40,000 fails while the rows before stream out
+        cur.execute(f'CREATE VIEW "{schema}".v AS SELECT n, 1 / (n - 40000) AS x FROM "{schema}".t')
+    with pytest.raises(psycopg2.errors.DivisionByZero):
+        read_table(conn, schema, "v")
+    assert conn.info.transaction_status == psycopg2.extensions.TRANSACTION_STATUS_IDLE
+    assert read_table(conn, schema, "t")["n"].tolist() == list(range(50_000))
+
+
+def test_parse_error_mid_read_is_reported_and_leaves_the_connection_usable(
+    conn, schema, monkeypatch
+):
+    ids = pd.Series([f"id-{i}" for i in range(200_000)], dtype="str")
+    write_table(conn, schema, "t", pd.DataFrame({"id": ids}))
+    monkeypatch.setattr(tables, "_PIPE_BUFFER", 4096)  # the parser gives up while rows still come
+    monkeypatch.setattr(tables, "_PARSE_BLOCK", 1 << 16)
+    read_column = tables._read_column
+    monkeypatch.setattr(
+        tables, "_read_column", lambda *a: tables._ReadColumn(a[0], pa.int64(), None)
+    )
+    with pytest.raises(pa.ArrowInvalid, match="id-0"):
+        read_table(conn, schema, "t")
+    assert conn.info.transaction_status == psycopg2.extensions.TRANSACTION_STATUS_IDLE
+    monkeypatch.setattr(tables, "_read_column", read_column)
+    pd.testing.assert_frame_equal(read_table(conn, schema, "t"), pd.DataFrame({"id": ids}))
 
 
 def test_concurrent_readers_see_old_or_new_never_half(database_url, conn, schema):
@@ -695,6 +744,19 @@ def test_replace_rows_replaces_only_the_matching_slice(conn, schema):
     with pytest.raises(ValueError, match="non-empty where"):
         replace_rows(conn, schema, "rejected_rows", rejected("customers", [1]), {})
     assert by_source() == {"customers": [9]}
+
+
+def test_replace_rows_into_a_table_whose_column_types_differ(conn, schema):
+    with conn.cursor() as cur:  # e.g. made by an older version: integer where the frame has int64
+        cur.execute(f'CREATE SCHEMA "{schema}"')
+        cur.execute(
+            f'CREATE TABLE "{schema}".rejected_rows (source text, line integer, reason text)'
+        )
+    replace_rows(
+        conn, schema, "rejected_rows", rejected("customers", [2, 3]), {"source": "customers"}
+    )
+    out = read_table(conn, schema, "rejected_rows")
+    assert out["line"].tolist() == [2, 3] and out["line"].dtype == "Int32"
 
 
 def test_replace_rows_on_a_new_table_with_an_empty_frame(conn, schema):

@@ -1,6 +1,12 @@
-"""pandas <-> PostgreSQL table IO: COPY in CSV, atomic replace and an exact dtype round-trip.
+"""pandas <-> PostgreSQL table IO: streamed COPY, atomic replace and an exact dtype round-trip.
 
 No Dagster here, so the CLI, tests and other processes share the same code path.
+
+Frames go in through COPY in PostgreSQL's binary format (encoded from Arrow by pgpq), which the
+server loads about twice as fast as CSV because it parses no text; frames with a money column,
+and rows added to an existing table (replace_rows), go as CSV (see _binary_copy).
+Tables come out as CSV parsed by pyarrow in a worker thread while the rows still arrive. Both
+directions stream: neither ever holds the whole COPY text in memory.
 
 Every public function runs in its own transaction on the given connection (which must not have
 one open) and commits it, so a failure leaves the database exactly as it was.
@@ -28,21 +34,24 @@ Missing values (NaN, None, NaT, pd.NA) are NULL; the empty string stays distinct
 
 from __future__ import annotations
 
-import io
 import json
+import os
 import pickle
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pgpq
 import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from psycopg2 import sql
 
@@ -60,14 +69,26 @@ __all__ = [
 Connection = psycopg2.extensions.connection
 Cursor = psycopg2.extensions.cursor
 
-# Rows per CSV batch streamed into COPY: bounds memory to one batch's text (a few MB).
+# Rows per batch streamed into COPY: bounds memory to one encoded batch (a few MB).
 _BATCH_ROWS = 100_000
-_COPY_READ_SIZE = 1 << 20
+# Buffer of each end of the pipe read_table parses from, and the CSV parser's block: small
+# enough that little is left to parse when the COPY ends (1M rows: 4 MB read 15% faster than 16).
+_PIPE_BUFFER = 1 << 20
+_PARSE_BLOCK = 4 << 20
 _MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1; longer names are silently truncated
 # First key of the two-key advisory lock, so our table locks don't collide with other apps' locks.
 _LOCK_NAMESPACE = 0x52544E01
 
 _CSV_WRITE = pacsv.WriteOptions(include_header=False, quoting_style="needed")
+# What read_table can parse back, in the Arrow unit written (microseconds or days since 1970):
+# PostgreSQL stores BC and 5-digit years, but writes them as text pyarrow doesn't parse, so
+# write_table refuses them rather than leave a table nobody can read.
+_YEAR_1_US, _YEAR_10000_US = -62_135_596_800_000_000, 253_402_300_800_000_000
+_READABLE_SPAN = {
+    "timestamp": (_YEAR_1_US, _YEAR_10000_US - 1),
+    "timestamptz": (_YEAR_1_US, _YEAR_10000_US - 1),
+    "date": (-719_162, 2_932_896),
+}
 _INT_TYPES = {2: "smallint", 4: "integer", 8: "bigint"}
 _NULLABLE_INTS = {
     pd.Int16Dtype(): "smallint",
@@ -203,50 +224,91 @@ def _to_arrow(part: pd.DataFrame, columns: Sequence[_Column]) -> pa.Table:
             arrays.append(array.cast(col.arrow_type))  # safe cast: refuses to lose data
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             raise ValueError(f"column {col.name!r}: cannot store as {col.pg_type}: {exc}") from exc
+        _check_readable(col, arrays[-1])
     return pa.Table.from_arrays(arrays, names=[col.name for col in columns])
 
 
-def _csv_batches(df: pd.DataFrame, columns: Sequence[_Column]) -> Iterator[pa.Buffer]:
-    for start in range(0, len(df), _BATCH_ROWS):
-        sink = pa.BufferOutputStream()
-        pacsv.write_csv(_to_arrow(df.iloc[start : start + _BATCH_ROWS], columns), sink, _CSV_WRITE)
-        yield sink.getvalue()
+def _check_readable(col: _Column, array: pa.ChunkedArray) -> None:
+    span = _READABLE_SPAN.get(col.pg_type)
+    if span is None:
+        return
+    extremes = pc.min_max(array)
+    low, high = extremes["min"].value, extremes["max"].value
+    if low is not None and not span[0] <= low <= high <= span[1]:
+        raise ValueError(
+            f"column {col.name!r}: cannot store as {col.pg_type}: values outside the years 1 to "
+            "9999 would not read back"
+        )
+
+
+def _copy_chunks(df: pd.DataFrame, columns: Sequence[_Column], binary: bool) -> Iterator[bytes]:
+    """The COPY data of ``df`` in binary or CSV, encoded _BATCH_ROWS rows at a time."""
+    parts = (
+        _to_arrow(df.iloc[start : start + _BATCH_ROWS], columns)
+        for start in range(0, len(df), _BATCH_ROWS)
+    )
+    if not binary:
+        for part in parts:
+            sink = pa.BufferOutputStream()
+            pacsv.write_csv(part, sink, _CSV_WRITE)
+            yield sink.getvalue().to_pybytes()
+        return
+    encoder = pgpq.ArrowToPostgresBinaryEncoder(
+        pa.schema([pa.field(col.name, col.arrow_type) for col in columns])
+    )
+    yield encoder.write_header()
+    for part in parts:
+        for batch in part.to_batches():
+            yield encoder.write_batch(batch)
+    yield encoder.finish()
+
+
+def _binary_copy(columns: Sequence[_Column], created_from_columns: bool) -> bool:
+    """Whether COPY can use the binary format, which needs every value in exactly its column's
+    type: so only into a table created here from ``columns`` (the server converts CSV's text
+    to whatever type a column has), and without money columns (pgpq encodes numeric only from
+    Arrow decimals, which can't hold every double; CSV has the digits that read back exactly)."""
+    return created_from_columns and all(col.pg_type != "numeric" for col in columns)
 
 
 class _ChunkReader:
     """File-like view over byte chunks for ``copy_expert``; remembers the exception a chunk
-    raised, because psycopg2 replaces it with a generic QueryCanceled."""
+    raised, because psycopg2 replaces it with a generic QueryCanceled.
 
-    def __init__(self, chunks: Iterator[pa.Buffer]) -> None:
+    Each read returns one whole chunk whatever size psycopg2 asks for (it sends whatever it
+    gets), so chunks go to the server as they are, without a copy per slice."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
         self._chunks = chunks
-        self._current = memoryview(b"")
         self.error: BaseException | None = None
 
     def read(self, size: int = -1) -> bytes:
         try:
-            while not self._current:
-                chunk = next(self._chunks, None)
-                if chunk is None:
-                    return b""
-                self._current = memoryview(chunk)
+            for chunk in self._chunks:
+                if chunk:  # an empty read would end the COPY
+                    return chunk
         except BaseException as exc:  # incl. KeyboardInterrupt, which psycopg2 would also hide
             self.error = exc
             raise
-        if size < 0:
-            size = len(self._current)
-        out, self._current = self._current[:size], self._current[size:]
-        return bytes(out)
+        return b""
 
 
 def _copy_in(
-    cur: Cursor, target: sql.Composable, columns: Sequence[_Column], df: pd.DataFrame
+    cur: Cursor,
+    target: sql.Composable,
+    columns: Sequence[_Column],
+    df: pd.DataFrame,
+    created_from_columns: bool,
 ) -> None:
-    reader = _ChunkReader(_csv_batches(df, columns))
-    statement = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv)").format(
-        target, _column_list(col.name for col in columns)
+    binary = _binary_copy(columns, created_from_columns)
+    reader = _ChunkReader(_copy_chunks(df, columns, binary))
+    statement = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT {})").format(
+        target,
+        _column_list(col.name for col in columns),
+        sql.SQL("binary" if binary else "csv"),
     )
     try:
-        cur.copy_expert(statement, reader, size=_COPY_READ_SIZE)
+        cur.copy_expert(statement, reader)
     except psycopg2.Error:
         if reader.error is not None:
             raise reader.error from None
@@ -333,7 +395,7 @@ def write_table(
         schema,
         table,
         _columns_ddl(columns),
-        lambda cur, staging: _copy_in(cur, staging, columns, df),
+        lambda cur, staging: _copy_in(cur, staging, columns, df, created_from_columns=True),
     )
     return [(col.name, col.pg_type) for col in columns]
 
@@ -386,7 +448,7 @@ def upsert_rows(
                 staging, _columns_ddl(columns)
             )
         )
-        _copy_in(cur, staging, columns, df)
+        _copy_in(cur, staging, columns, df, created_from_columns=True)
         cur.execute(
             sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) {}").format(
                 target,
@@ -439,7 +501,7 @@ def replace_rows(
             sql.SQL("DELETE FROM {} WHERE {}").format(target, condition),
             [_sql_param(value) for value in where.values()],
         )
-        _copy_in(cur, target, columns, df)
+        _copy_in(cur, target, columns, df, created_from_columns=False)  # may predate this frame
     return [(col.name, col.pg_type) for col in columns]
 
 
@@ -458,8 +520,8 @@ def _lock_for_read(cur: Cursor, schema: str, table: str) -> None:
 
 
 def _read_column(name: str, typname: str, not_null: bool) -> _ReadColumn:
-    if typname in ("text", "varchar", "bpchar"):
-        return _ReadColumn(name, pa.string(), None)
+    if typname in ("text", "varchar", "bpchar"):  # large_string backs pandas' str: no conversion
+        return _ReadColumn(name, pa.large_string(), None)
     if typname in ("int2", "int4", "int8"):
         arrow_type = {"int2": pa.int16(), "int4": pa.int32(), "int8": pa.int64()}[typname]
         nullable = {"int2": pd.Int16Dtype(), "int4": pd.Int32Dtype(), "int8": pd.Int64Dtype()}
@@ -495,12 +557,18 @@ def _read_columns(cur: Cursor, schema: str, table: str) -> list[_ReadColumn]:
     return [_read_column(name, typname, not_null) for name, typname, not_null in cur.fetchall()]
 
 
-def _parse_csv(data: memoryview, columns: Sequence[_ReadColumn]) -> pd.DataFrame:
-    names = [col.name for col in columns]
-    if data:
-        parsed = pacsv.read_csv(
-            pa.py_buffer(data),
-            read_options=pacsv.ReadOptions(column_names=names, block_size=16 << 20),
+def _parse_csv(read_fd: int, columns: Sequence[_ReadColumn]) -> pa.Table:
+    """Parse PostgreSQL's CSV from a pipe until it closes; run in a worker thread."""
+    with open(read_fd, "rb", buffering=_PIPE_BUFFER) as source:
+        if not source.peek(1):  # no rows: the CSV reader refuses empty input
+            return pa.table(
+                [pa.array([], col.arrow_type) for col in columns], [col.name for col in columns]
+            )
+        reader = pacsv.open_csv(
+            source,
+            read_options=pacsv.ReadOptions(
+                column_names=[col.name for col in columns], block_size=_PARSE_BLOCK
+            ),
             parse_options=pacsv.ParseOptions(newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(
                 column_types={col.name: col.arrow_type for col in columns},
@@ -511,13 +579,33 @@ def _parse_csv(data: memoryview, columns: Sequence[_ReadColumn]) -> pd.DataFrame
                 false_values=["f"],
             ),
         )
-    else:
-        parsed = pa.table({col.name: pa.array([], col.arrow_type) for col in columns})
+        return reader.read_all()
+
+
+def _copy_out(cur: Cursor, statement: sql.Composable, columns: Sequence[_ReadColumn]) -> pa.Table:
+    """Run a ``COPY ... TO STDOUT (FORMAT csv)`` and parse its rows as they arrive.
+
+    psycopg2 hands over one row per write(): a buffered pipe keeps those calls in C, and the
+    worker thread parsing the other end (pyarrow releases the GIL) overlaps the server's work
+    instead of following it, with no copy of the whole CSV text in memory."""
+    read_fd, write_fd = os.pipe()
+    with ThreadPoolExecutor(1) as pool:
+        parsed = pool.submit(_parse_csv, read_fd, columns)
+        try:
+            with open(write_fd, "wb", buffering=_PIPE_BUFFER) as sink:
+                cur.copy_expert(statement, sink)
+        except BrokenPipeError as exc:  # the parser failed and closed its end: report why
+            raise (parsed.exception() or exc) from None
+        return parsed.result()
+
+
+def _to_frame(table: pa.Table, columns: Sequence[_ReadColumn]) -> pd.DataFrame:
     frame = {}
-    for col, array in zip(columns, parsed.columns, strict=True):
+    for col, array in zip(columns, table.columns, strict=True):
         mapper = None if col.pandas_dtype is None else {col.arrow_type: col.pandas_dtype}.get
         frame[col.name] = array.to_pandas(types_mapper=mapper)
-    return pd.DataFrame(frame, columns=names)
+    # copy=False: the Series are new and ours alone; a copy would cost 0.5 s per 14M rows.
+    return pd.DataFrame(frame, columns=[col.name for col in columns], copy=False)
 
 
 def read_table(
@@ -545,15 +633,14 @@ def read_table(
                     f"{_qualified(schema, table)!r}; it has {list(by_name)}"
                 )
             available = [by_name[name] for name in wanted]
-        buffer = io.BytesIO()
-        cur.copy_expert(
+        parsed = _copy_out(
+            cur,
             sql.SQL("COPY (SELECT {} FROM {}) TO STDOUT WITH (FORMAT csv)").format(
                 _column_list(col.name for col in available), sql.Identifier(schema, table)
             ),
-            buffer,
-            size=_COPY_READ_SIZE,
+            available,
         )
-    return _parse_csv(buffer.getbuffer(), available)
+    return _to_frame(parsed, available)
 
 
 def count_rows(conn: Connection, schema: str, table: str) -> int:
