@@ -92,12 +92,15 @@ def prepare_data(tier: str) -> tuple[Path, int]:
     return data, rows
 
 
-def run_naive(data: Path, url: str) -> dict:
-    result = measure(
-        [sys.executable, "benchmarks/naive_baseline.py", "--data", str(data), "--url", url]
-    )
+def run_script(script: str, data: Path, url: str) -> dict:
+    """A benchmark script that prints its phase timings as JSON on its last line."""
+    result = measure([sys.executable, f"benchmarks/{script}", "--data", str(data), "--url", url])
     result["phases"] = json.loads(result["stdout"].strip().splitlines()[-1])["timings"]
     return result
+
+
+def run_naive(data: Path, url: str) -> dict:
+    return run_script("naive_baseline.py", data, url)
 
 
 def run_floor(data: Path, url: str) -> dict:
@@ -140,11 +143,7 @@ def run_graph(data: Path, url: str) -> dict:
 
 
 def run_analytics(data: Path, url: str) -> dict:
-    result = measure(
-        [sys.executable, "benchmarks/analytics_only.py", "--data", str(data), "--url", url]
-    )
-    result["phases"] = json.loads(result["stdout"].strip().splitlines()[-1])["timings"]
-    return result
+    return run_script("analytics_only.py", data, url)
 
 
 def fresh_database(admin_url: str, name: str) -> str:
