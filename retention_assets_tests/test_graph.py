@@ -155,3 +155,14 @@ def test_structural_error_fails_the_source_and_keeps_stored_tables(
     assert "transactions_2024-07-06.csv" in message and "transaction_date" in message
     for name, frame in before.items():
         pd.testing.assert_frame_equal(table(conn, schema, name), frame)
+
+
+def test_bad_data_fails_at_once_without_retries(database_url, schema):
+    config = {"ops": RUN_CONFIG["ops"] | {"rfm_model": {"config": {"n_clusters": 13}}}}
+    result = materialize(HAND_DIR, database_url, schema, run_config=config)
+    assert not result.success
+    retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert retries == []
+    [failure] = result.get_step_failure_events()
+    assert failure.step_key == "rfm_model"
+    assert "12 customers cannot form 13 segments" in failure.event_specific_data.error.message

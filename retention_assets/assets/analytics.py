@@ -29,7 +29,7 @@ from .metadata import (
     rfm_lineage,
     ui_table,
 )
-from .policies import DB_RETRY, TABLE_KINDS, check_result, check_spec, fail_fast_on_bad_data
+from .policies import DB_RETRY, TABLE_KINDS, check_result, check_spec, fail_fast
 
 GROUP = "analytics"
 TABLE_ASSET = {
@@ -80,6 +80,7 @@ def _as_of(features: pd.DataFrame) -> dt.date:
     tags=FOR_PIPELINE,
     metadata={"money_columns": ["monetary"]},
 )
+@fail_fast
 def rfm_features(
     context: dg.AssetExecutionContext,
     config: SnapshotConfig,
@@ -90,13 +91,12 @@ def rfm_features(
     """Recency (days since last visit, or since signup), visit count and spend per customer
     signed up by the snapshot date `as_of`; later events are ignored. The input of rfm, clv
     and retention, which all describe the same snapshot."""
-    with fail_fast_on_bad_data():
-        as_of = (
-            dt.date.fromisoformat(config.as_of)
-            if config.as_of
-            else default_as_of(transactions, attendance)
-        )
-        features = compute_features(customers, transactions, attendance, as_of)
+    as_of = (
+        dt.date.fromisoformat(config.as_of)
+        if config.as_of
+        else default_as_of(transactions, attendance)
+    )
+    features = compute_features(customers, transactions, attendance, as_of)
     context.log.info(f"RFM features for {len(features):,} customers as of {as_of}")
     return dg.Output(
         features,
@@ -115,14 +115,14 @@ def rfm_features(
     owners=OWNERS,
     tags=FOR_PIPELINE,
 )
+@fail_fast
 def rfm_model(
     context: dg.AssetExecutionContext, config: SegmentationConfig, rfm_features: pd.DataFrame
 ) -> dg.Output[SegmentModel]:
     """StandardScaler + KMeans fitted on [recency_days, frequency, monetary]; clusters are
     named from their centroids (High-Value, At Risk, New/Potential, Loyalist). Stored so that
     other processes score customers exactly as this run did."""
-    with fail_fast_on_bad_data():
-        model = fit_segments(rfm_features, config.n_clusters, config.random_state, config.n_init)
+    model = fit_segments(rfm_features, config.n_clusters, config.random_state, config.n_init)
     centroids = model.centroids().assign(segment=pd.Series(model.segment_names)).reset_index()
     context.log.info(f"Segments: {model.segment_names}")
     return dg.Output(
@@ -154,6 +154,7 @@ def rfm_model(
         ),
     ],
 )
+@fail_fast
 def rfm(
     context: dg.AssetExecutionContext,
     config: RfmConfig,
@@ -210,6 +211,7 @@ def rfm(
         check_spec("clv", "one_row_per_customer", "One row per customer, no negative values.")
     ],
 )
+@fail_fast
 def clv(config: ClvConfig, rfm_features: pd.DataFrame, transactions: pd.DataFrame):
     """**What a customer is worth over the next year**: `clv_value` = average order value x
     orders in the last `clv_window_days` (365) x `lifespan_years` (1), one row per customer.
@@ -252,6 +254,7 @@ def clv(config: ClvConfig, rfm_features: pd.DataFrame, transactions: pd.DataFram
     metadata={"upsert_key": ["as_of"], "dagster/column_schema": RETENTION_COLUMNS},
     check_specs=[check_spec("retention", "rate_in_range", "retention_rate lies in [0, 100].")],
 )
+@fail_fast
 def retention(
     context: dg.AssetExecutionContext,
     config: RetentionConfig,
@@ -263,8 +266,7 @@ def retention(
 
     The table keeps one row per `as_of` snapshot. `retention_plot` under Metadata draws that
     history; the Plots view of Metadata shows `retention_rate` across materializations."""
-    with fail_fast_on_bad_data():
-        summary = retention_summary(rfm_features, _as_of(rfm_features), config.churn_days)
+    summary = retention_summary(rfm_features, _as_of(rfm_features), config.churn_days)
     context.log.info(summary.message())
     in_range = quality.retention_bounds(summary.retention_rate)
     row = summary.frame(pd.Timestamp.now(tz="UTC"))

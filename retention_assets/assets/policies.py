@@ -1,7 +1,8 @@
 """What the assets share: retrying a database blip, UI kinds, and check results."""
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import functools
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
 
 import dagster as dg
 import psycopg2
@@ -9,22 +10,29 @@ import psycopg2
 from ..core.quality import Verdict
 from ..storage.database import DatabaseUnavailable
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
 DB_RETRY = dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL)
 TABLE_KINDS = {"pandas", "postgres"}
 
 
-@contextmanager
-def fail_fast_on_bad_data() -> Iterator[None]:
-    """Only a database error is worth DB_RETRY's retries: anything else (bad data, a bug)
-    fails the step at once instead of after three identical attempts."""
-    try:
-        yield
-    except (psycopg2.OperationalError, psycopg2.InterfaceError, DatabaseUnavailable):
-        raise
-    except dg.Failure:
-        raise
-    except Exception as e:
-        raise dg.Failure(description=f"{type(e).__name__}: {e}", allow_retries=False) from e
+def fail_fast(compute: Callable[P, R]) -> Callable[P, R]:
+    """Only a database error is worth DB_RETRY's retries: anything else an asset raises (bad
+    data, a bug) fails its step at once instead of after three identical attempts."""
+
+    @functools.wraps(compute)
+    def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return compute(*args, **kwargs)
+        except (psycopg2.OperationalError, psycopg2.InterfaceError, DatabaseUnavailable):
+            raise
+        except dg.Failure:
+            raise
+        except Exception as e:
+            raise dg.Failure(description=f"{type(e).__name__}: {e}", allow_retries=False) from e
+
+    return guarded
 
 
 def check_spec(asset: str, name: str, description: str, blocking: bool = True) -> dg.AssetCheckSpec:

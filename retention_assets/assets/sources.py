@@ -12,7 +12,7 @@ from ..core.sources import ATTENDANCE, CUSTOMERS, PACKAGES, TRANSACTIONS, Source
 from ..data_folder import DataFolder
 from ..resources import PostgresResource
 from ..storage.tables import replace_rows
-from .policies import DB_RETRY, TABLE_KINDS, check_result, check_spec, fail_fast_on_bad_data
+from .policies import DB_RETRY, TABLE_KINDS, check_result, check_spec, fail_fast
 
 REJECTS_TABLE = "rejected_rows"
 REJECT_CHECK = "reject_fraction"
@@ -58,15 +58,14 @@ def load_and_store(
     known_ids: Mapping[str, pd.Series],
 ) -> dg.MaterializeResult:
     """Validate the source; its rejects replace this source's slice of `rejected_rows`."""
-    with fail_fast_on_bad_data():
-        try:
-            loaded = load_source(spec, data_folder.files(spec.name), known_ids)
-        except SourceError as e:  # say where: file, column, line
-            raise dg.Failure(
-                description=str(e),
-                metadata={"file": e.file, "column": e.column or "", "line": e.line or 0},
-                allow_retries=False,
-            ) from e
+    try:
+        loaded = load_source(spec, data_folder.files(spec.name), known_ids)
+    except SourceError as e:  # say where: file, column, line
+        raise dg.Failure(
+            description=str(e),
+            metadata={"file": e.file, "column": e.column or "", "line": e.line or 0},
+            allow_retries=False,
+        ) from e
     rejects = loaded.rejects.assign(run_id=context.run.run_id)
     with database.connect() as conn:
         replace_rows(conn, database.db_schema, REJECTS_TABLE, rejects, where={"source": spec.name})
@@ -97,6 +96,7 @@ def _load_metadata(loaded: LoadedSource, verdict: quality.Verdict) -> dict:
 
 
 @dg.asset(**_source_asset_args(CUSTOMERS, "Members from customers*.csv: one row per customer_id."))
+@fail_fast
 def customers(
     context: dg.AssetExecutionContext,
     config: SourceConfig,
@@ -107,6 +107,7 @@ def customers(
 
 
 @dg.asset(**_source_asset_args(PACKAGES, "Membership packages and prices from packages*.csv."))
+@fail_fast
 def packages(
     context: dg.AssetExecutionContext,
     config: SourceConfig,
@@ -121,6 +122,7 @@ def packages(
         TRANSACTIONS, "Purchases from transactions*.csv, each of a known customer and package."
     )
 )
+@fail_fast
 def transactions(
     context: dg.AssetExecutionContext,
     config: SourceConfig,
@@ -136,6 +138,7 @@ def transactions(
 @dg.asset(
     **_source_asset_args(ATTENDANCE, "Club check-ins from attendance*.csv, of known customers.")
 )
+@fail_fast
 def attendance(
     context: dg.AssetExecutionContext,
     config: SourceConfig,
