@@ -21,6 +21,7 @@ def build_resources(settings: Settings, database_url: str | None = None) -> dict
         "data_folder": DataFolder(path=settings.data_dir, settle_seconds=settings.settle_seconds),
         "database": database,
         "io_manager": PostgresPandasIOManager(database=database),
+        "source_io_manager": PostgresPandasIOManager(database=database, stored_by_asset=True),
         "model_io_manager": PostgresPickleIOManager(database=database),
     }
 

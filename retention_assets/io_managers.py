@@ -16,6 +16,7 @@ import pandas as pd
 
 from retention_assets.resources import PostgresResource
 from retention_assets.storage.tables import (
+    column_types,
     count_rows,
     read_pickle,
     read_table,
@@ -71,6 +72,7 @@ class PostgresPandasIOManager(dg.ConfigurableIOManager):
     metadata names an ``upsert_key`` (tables that keep history, e.g. one row per snapshot)."""
 
     database: PostgresResource
+    stored_by_asset: bool = False  # the asset wrote its table itself: only hand the frame on
 
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame | None) -> None:
         if obj is None:
@@ -89,7 +91,10 @@ class PostgresPandasIOManager(dg.ConfigurableIOManager):
                 columns = upsert_rows(conn, schema, table, obj, upsert_key, money)
                 row_count = count_rows(conn, schema, table)
             else:
-                columns = write_table(conn, schema, table, obj, money)
+                if self.stored_by_asset:
+                    columns = column_types(obj, money)
+                else:
+                    columns = write_table(conn, schema, table, obj, money)
                 row_count = len(obj)
                 _RUN_CACHE.put(context.run_id, schema, table, obj)
         metadata: dict[str, Any] = {

@@ -6,8 +6,9 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from .. import ingest
 from ..core import quality
-from ..core.loading import LoadedSource, SourceError, load_source
+from ..core.loading import LoadedSource, SourceError
 from ..core.sources import ATTENDANCE, CUSTOMERS, PACKAGES, TRANSACTIONS, SourceSpec
 from ..data_folder import DataFolder
 from ..resources import PostgresResource
@@ -37,6 +38,7 @@ def _source_asset_args(spec: SourceSpec, description: str) -> dict:
         "group_name": "sources",
         "kinds": TABLE_KINDS | {"csv"},
         "retry_policy": DB_RETRY,
+        "io_manager_key": "source_io_manager",
         "description": description,
         "metadata": {"money_columns": _money(spec)},
         "check_specs": [
@@ -57,17 +59,25 @@ def load_and_store(
     database: PostgresResource,
     known_ids: Mapping[str, pd.Series],
 ) -> dg.MaterializeResult:
-    """Validate the source; its rejects replace this source's slice of `rejected_rows`."""
-    try:
-        loaded = load_source(spec, data_folder.files(spec.name), known_ids)
-    except SourceError as e:  # say where: file, column, line
-        raise dg.Failure(
-            description=str(e),
-            metadata={"file": e.file, "column": e.column or "", "line": e.line or 0},
-            allow_retries=False,
-        ) from e
-    rejects = loaded.rejects.assign(run_id=context.run.run_id)
+    """Validate the source while storing its table (the IO manager only hands the frame on);
+    its rejects then replace this source's slice of `rejected_rows`."""
     with database.connect() as conn:
+        try:
+            loaded, _ = ingest.load_and_store(
+                conn,
+                database.db_schema,
+                spec,
+                data_folder.files(spec.name),
+                known_ids,
+                _money(spec),
+            )
+        except SourceError as e:  # say where: file, column, line
+            raise dg.Failure(
+                description=str(e),
+                metadata={"file": e.file, "column": e.column or "", "line": e.line or 0},
+                allow_retries=False,
+            ) from e
+        rejects = loaded.rejects.assign(run_id=context.run.run_id)
         replace_rows(conn, database.db_schema, REJECTS_TABLE, rejects, where={"source": spec.name})
     if len(rejects):
         context.log.warning(

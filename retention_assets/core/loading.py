@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +48,7 @@ class LoadedSource:
     frame: pd.DataFrame
     rejects: pd.DataFrame
     files: list[Path] = field(default_factory=list)
+    duplicate_ids: list[str] = field(default_factory=list)  # ids seen again after their first row
 
     @property
     def rows_read(self) -> int:
@@ -72,26 +73,52 @@ def source_files(data_dir: Path, name: str) -> list[Path]:
     return sorted(found, key=lambda p: p.name)
 
 
+def source_template(spec: SourceSpec, files: list[Path]) -> pd.DataFrame:
+    """The empty frame a source loads into: its columns, then every drop's extra columns in
+    first-seen order, typed. Checks every file's header, so structural errors come first."""
+    if not files:
+        raise SourceError(f"{spec.name}.csv", "missing file: no CSV for this source was found")
+    columns = {col.name: _empty(col, 0) for col in spec.columns}
+    for path in files:
+        names = _read_header(path)
+        for required in spec.required:
+            if required not in names:
+                raise SourceError(path, "missing required column", column=required, line=1)
+        for name in names:
+            if spec.column(name) is None and name not in columns:
+                columns[name] = pd.Series(dtype="str")
+    return pd.DataFrame(columns)
+
+
 def load_source(
-    spec: SourceSpec, files: list[Path], known_ids: Mapping[str, pd.Series] | None = None
+    spec: SourceSpec,
+    files: list[Path],
+    known_ids: Mapping[str, pd.Series] | None = None,
+    on_block: Callable[[pd.DataFrame], None] | None = None,
 ) -> LoadedSource:
     """Read and validate every drop of one source; `known_ids` holds the referenced sources' ids.
 
-    Files are streamed in blocks: only one block's text is in memory at a time,
-    next to the typed rows kept so far.
+    Files are streamed in blocks: only one block's text is in memory at a time, next to the
+    typed rows kept so far. `on_block` gets each block's valid rows (in source_template's
+    layout) as soon as they are typed, before duplicates across blocks are known: the caller
+    can store them while the next block is parsed, then drop `LoadedSource.duplicate_ids`.
     """
-    if not files:
-        raise SourceError(f"{spec.name}.csv", "missing file: no CSV for this source was found")
+    template = source_template(spec, files)
     known = {
         name: pa.array(ids.dropna().unique(), pa.string())
         for name, ids in (known_ids or {}).items()
     }
-    parts = [_read_file(path, spec, known, number) for number, path in enumerate(files)]
+    parts = [
+        _read_file(path, spec, known, number, template, on_block)
+        for number, path in enumerate(files)
+    ]
     frame = pd.concat([rows for rows, _ in parts], ignore_index=True)
     rejects = [rejected for _, rejected in parts]
     duplicate = _later_duplicates(frame[spec.id_column])
+    duplicate_ids: list[str] = []
     if duplicate.any():
         rejects.append(_duplicates(frame, duplicate, spec, files))
+        duplicate_ids = frame.loc[duplicate, spec.id_column].unique().tolist()
         frame = frame.loc[~duplicate]
     rejects = pd.concat(rejects, ignore_index=True).sort_values([_FILE, "line"], kind="stable")
     rejects = rejects.drop(columns=_FILE).astype(
@@ -101,6 +128,7 @@ def load_source(
         frame.drop(columns=[_FILE, _LINE]).reset_index(drop=True),
         rejects.reset_index(drop=True),
         list(files),
+        duplicate_ids,
     )
 
 
@@ -186,13 +214,15 @@ def _read_header(path: Path) -> list[str]:
 
 
 def _read_file(
-    path: Path, spec: SourceSpec, known: Mapping[str, pa.Array], number: int
+    path: Path,
+    spec: SourceSpec,
+    known: Mapping[str, pa.Array],
+    number: int,
+    template: pd.DataFrame,
+    on_block: Callable[[pd.DataFrame], None] | None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The file's valid rows, typed (with file number and line), and its row rejects."""
     names = _read_header(path)
-    for required in spec.required:
-        if required not in names:
-            raise SourceError(path, "missing required column", column=required, line=1)
     wrong_width = [0]
 
     def skip_invalid(row: pacsv.InvalidRow) -> str:
@@ -215,7 +245,9 @@ def _read_file(
                 ),
             )
             for batch in reader:
-                typed, rejected = _parse_batch(batch, spec, known, records)
+                typed, rejected = _parse_batch(batch, spec, known, records, template)
+                if on_block is not None:
+                    on_block(typed.drop(columns=_LINE))
                 typed_parts.append(typed)
                 reject_parts.append(rejected)
                 records += batch.num_rows
@@ -224,7 +256,11 @@ def _read_file(
                 raise SourceError(path, "not UTF-8 text", line=_first_non_utf8_line(path)) from e
             raise SourceError(path, f"not parseable as CSV ({e})") from e
     lines, broken = _record_lines(path, len(names), records, wrong_width[0])
-    typed = pd.concat(typed_parts, ignore_index=True) if typed_parts else _empty_frame(spec, names)
+    typed = (
+        pd.concat(typed_parts, ignore_index=True)
+        if typed_parts
+        else template.assign(**{_LINE: pd.Series(dtype="int64")})
+    )
     rejects = pd.concat(reject_parts, ignore_index=True) if reject_parts else _no_rejects()
     typed[_LINE] = lines[typed[_LINE].to_numpy()]
     rejects["line"] = lines[rejects["line"].to_numpy().astype("int64")]
@@ -248,7 +284,11 @@ def _read_file(
 
 
 def _parse_batch(
-    batch: pa.RecordBatch, spec: SourceSpec, known: Mapping[str, pa.Array], offset: int
+    batch: pa.RecordBatch,
+    spec: SourceSpec,
+    known: Mapping[str, pa.Array],
+    offset: int,
+    template: pd.DataFrame,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Typed columns of one block's valid rows; `line` holds record ordinals until mapped."""
     names = batch.schema.names
@@ -280,7 +320,9 @@ def _parse_batch(
             typed[name] = pd.Series(
                 pc.if_else(pc.equal(value, ""), None, value).to_pandas(), dtype="str"
             )
-    frame = pd.DataFrame(typed)
+    for name in template.columns.difference(list(typed), sort=False):
+        typed[name] = pd.Series([None] * batch.num_rows, dtype=template[name].dtype)
+    frame = pd.DataFrame({name: typed[name] for name in template.columns})
     rejected = problems.mask()
     ordinals = np.arange(offset, offset + batch.num_rows, dtype=np.int64)
     rows = np.flatnonzero(rejected)
@@ -451,12 +493,6 @@ _DTYPES = {
 def _empty(col: Column, n_rows: int) -> pd.Series:
     """An all-null column of the right type, so an absent optional column keeps the schema."""
     return pd.Series([None] * n_rows, dtype=_DTYPES[col.kind])
-
-
-def _empty_frame(spec: SourceSpec, names: list[str]) -> pd.DataFrame:
-    columns = {col.name: _empty(col, 0) for col in spec.columns}
-    extras = {name: pd.Series(dtype="str") for name in names if spec.column(name) is None}
-    return pd.DataFrame(columns | extras | {_LINE: pd.Series(dtype="int64")})
 
 
 def _no_rejects() -> pd.DataFrame:

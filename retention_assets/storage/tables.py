@@ -57,6 +57,7 @@ from psycopg2 import sql
 
 __all__ = [
     "TableNotFoundError",
+    "column_types",
     "count_rows",
     "read_pickle",
     "read_table",
@@ -64,6 +65,8 @@ __all__ = [
     "upsert_rows",
     "write_pickle",
     "write_table",
+    "write_table_blocks",
+    "LaterDuplicates",
 ]
 
 Connection = psycopg2.extensions.connection
@@ -398,6 +401,64 @@ def write_table(
         lambda cur, staging: _copy_in(cur, staging, columns, df, created_from_columns=True),
     )
     return [(col.name, col.pg_type) for col in columns]
+
+
+def column_types(df: pd.DataFrame, money_columns: Sequence[str] = ()) -> list[tuple[str, str]]:
+    """[(column, PostgreSQL type)] that write_table gives ``df``."""
+    return [(col.name, col.pg_type) for col in _columns_for(df, money_columns)]
+
+
+def write_table_blocks(
+    conn: Connection,
+    schema: str,
+    table: str,
+    template: pd.DataFrame,
+    blocks: Iterable[pd.DataFrame | LaterDuplicates],
+    money_columns: Sequence[str] = (),
+) -> list[tuple[str, str]]:
+    """Replace ``schema.table`` atomically with the rows of ``blocks``, each COPYed as it
+    arrives, so that whoever produces them (e.g. a CSV loader in another thread) works on
+    the next block meanwhile.
+
+    Every block has ``template``'s columns and dtypes. A ``LaterDuplicates`` item names a key
+    column and keys whose rows after the first one (in arrival order) are deleted before the
+    swap: duplicates found only once every block was seen. An exception from ``blocks`` rolls
+    everything back, leaving the old table as it was."""
+    columns = _columns_for(template, money_columns)
+    expected = template.dtypes
+
+    def fill(cur: Cursor, staging: sql.Identifier) -> None:
+        for block in blocks:
+            if isinstance(block, LaterDuplicates):
+                _delete_later_duplicates(cur, staging, block)
+                continue
+            if not block.dtypes.equals(expected):
+                raise ValueError(f"block columns {dict(block.dtypes)} differ from the template's")
+            _copy_in(cur, staging, columns, block, created_from_columns=True)
+
+    _replace_table(conn, schema, table, _columns_ddl(columns), fill)
+    return [(col.name, col.pg_type) for col in columns]
+
+
+@dataclass(frozen=True)
+class LaterDuplicates:
+    key: str
+    values: Sequence[str]
+
+
+def _delete_later_duplicates(cur: Cursor, staging: sql.Identifier, dups: LaterDuplicates) -> None:
+    """Keep the first row of each key: in a table filled only by COPY in this transaction,
+    physical order (ctid) is arrival order."""
+    if not dups.values:
+        return
+    key = sql.Identifier(dups.key)
+    cur.execute(
+        sql.SQL(
+            "DELETE FROM {t} AS s USING (SELECT {k}, min(ctid) AS first FROM {t} "
+            "WHERE {k} = ANY(%s) GROUP BY {k}) AS f WHERE s.{k} = f.{k} AND s.ctid <> f.first"
+        ).format(t=staging, k=key),
+        [list(dups.values)],
+    )
 
 
 def upsert_rows(
