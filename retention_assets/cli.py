@@ -165,7 +165,8 @@ def _run(args: argparse.Namespace) -> int:
     print(f"Done in {elapsed:.1f} s. Tables are in {database.describe()}:")
     print("  customers, packages, transactions, attendance, rejected_rows,")
     print("  rfm_features, rfm, clv, retention, rfm_model (the fitted segmentation model)")
-    print("Look at them with: retention-assets psql")
+    command = sys.argv[0] if sys.argv[0].endswith("retention-assets") else "retention-assets"
+    print(f"Look at them with: {command} psql")
     return 0
 
 
