@@ -51,7 +51,7 @@ def _source_asset_args(spec: SourceSpec, description: str) -> dict:
     }
 
 
-def load_and_store(
+def _materialize_source(
     context: dg.AssetExecutionContext,
     config: SourceConfig,
     spec: SourceSpec,
@@ -113,7 +113,7 @@ def customers(
     data_folder: DataFolder,
     database: PostgresResource,
 ):
-    return load_and_store(context, config, CUSTOMERS, data_folder, database, {})
+    return _materialize_source(context, config, CUSTOMERS, data_folder, database, {})
 
 
 @dg.asset(**_source_asset_args(PACKAGES, "Membership packages and prices from packages*.csv."))
@@ -124,7 +124,7 @@ def packages(
     data_folder: DataFolder,
     database: PostgresResource,
 ):
-    return load_and_store(context, config, PACKAGES, data_folder, database, {})
+    return _materialize_source(context, config, PACKAGES, data_folder, database, {})
 
 
 @dg.asset(
@@ -142,7 +142,7 @@ def transactions(
     packages: pd.DataFrame,
 ):
     known = {"customers": customers["customer_id"], "packages": packages["package_id"]}
-    return load_and_store(context, config, TRANSACTIONS, data_folder, database, known)
+    return _materialize_source(context, config, TRANSACTIONS, data_folder, database, known)
 
 
 @dg.asset(
@@ -157,4 +157,4 @@ def attendance(
     customers: pd.DataFrame,
 ):
     known = {"customers": customers["customer_id"]}
-    return load_and_store(context, config, ATTENDANCE, data_folder, database, known)
+    return _materialize_source(context, config, ATTENDANCE, data_folder, database, known)
