@@ -9,7 +9,7 @@ from pydantic import Field
 from ..core import quality
 from ..core.clv import clv_frame
 from ..core.retention import retention_summary
-from ..core.rfm import default_as_of, rfm_scores
+from ..core.rfm import default_as_of, rfm_scores, snapshot_date
 from ..core.rfm import rfm_features as compute_features
 from ..core.segmentation import SegmentModel, fit_segments
 from ..plots import clv_figure, retention_figure, segment_figure, to_png
@@ -69,10 +69,6 @@ class ClvConfig(dg.Config):
 
 class RetentionConfig(dg.Config):
     churn_days: int = Field(default=90, ge=0, description="Recency above this means churned.")
-
-
-def _as_of(features: pd.DataFrame) -> dt.date:
-    return features["as_of"].iloc[0] if len(features) else dt.date.min
 
 
 @dg.asset(
@@ -187,7 +183,7 @@ def rfm(
     return dg.MaterializeResult(
         value=segmented,
         metadata={
-            "as_of": _as_of(segmented).isoformat(),
+            "as_of": snapshot_date(segmented).isoformat(),
             "segment_profile": ui_table(profile, percent=("share",)),
             "segment_plot": image(to_png(segment_figure(segmented)), "segments"),
             **{f"segment/{row.segment}": int(row.customers) for row in profile.itertuples()},
@@ -222,7 +218,7 @@ def clv(config: ClvConfig, rfm_features: pd.DataFrame, transactions: pd.DataFram
 
     Each materialization shows `clv_by_type` and `clv_plot` (how clv_value spreads within each
     type) and `top_customers` (the 10 highest clv_value) under Metadata."""
-    as_of = _as_of(rfm_features)
+    as_of = snapshot_date(rfm_features)
     frame = clv_frame(
         rfm_features,
         transactions,
@@ -266,7 +262,7 @@ def retention(
 
     The table keeps one row per `as_of` snapshot. `retention_plot` under Metadata draws that
     history; the Plots view of Metadata shows `retention_rate` across materializations."""
-    summary = retention_summary(rfm_features, _as_of(rfm_features), config.churn_days)
+    summary = retention_summary(rfm_features, snapshot_date(rfm_features), config.churn_days)
     context.log.info(summary.message())
     in_range = quality.retention_bounds(summary.retention_rate)
     row = summary.frame(pd.Timestamp.now(tz="UTC"))

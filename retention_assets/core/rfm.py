@@ -21,6 +21,11 @@ def default_as_of(transactions: pd.DataFrame, attendance: pd.DataFrame) -> dt.da
     return latest.date()
 
 
+def snapshot_date(features: pd.DataFrame) -> dt.date:
+    """The as_of a feature frame was computed for (date.min for an empty universe)."""
+    return features["as_of"].iloc[0] if len(features) else dt.date.min
+
+
 def customer_universe(customers: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
     """Customers signed up on or before as_of, in code-point order of customer_id."""
     signed_up = as_datetime(customers["signup_date"]) < day_end(as_of)

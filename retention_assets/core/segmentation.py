@@ -9,6 +9,8 @@ import pandas as pd
 from sklearn.cluster import KMeans
 from sklearn.preprocessing import StandardScaler
 
+from .rfm import snapshot_date
+
 FEATURES = ["recency_days", "frequency", "monetary"]
 HIGH_VALUE, AT_RISK, NEW_POTENTIAL, LOYALIST = "High-Value", "At Risk", "New/Potential", "Loyalist"
 
@@ -78,17 +80,14 @@ def fit_segments(
     kmeans = KMeans(n_clusters=n_clusters, random_state=random_state, n_init=n_init)
     kmeans.fit(scaler.transform(x))
     names = name_clusters(_centroids(scaler, kmeans, FEATURES))
-    return SegmentModel(scaler, kmeans, list(FEATURES), names, _snapshot(features), len(features))
+    return SegmentModel(
+        scaler, kmeans, list(FEATURES), names, snapshot_date(features), len(features)
+    )
 
 
 def _centroids(scaler: StandardScaler, kmeans: KMeans, feature_names: list[str]) -> pd.DataFrame:
     centres = scaler.inverse_transform(kmeans.cluster_centers_)
     return pd.DataFrame(centres, columns=feature_names).rename_axis("cluster")
-
-
-def _snapshot(features: pd.DataFrame) -> dt.date:
-    as_of = features["as_of"]
-    return as_of.iloc[0] if len(as_of) else dt.date.min
 
 
 def segment_profile(segmented: pd.DataFrame) -> pd.DataFrame:
