@@ -68,7 +68,7 @@ def load_and_store(
     writer = threading.Thread(target=write, name=f"store-{spec.name}", daemon=True)
     writer.start()
     try:
-        loaded = load_source(spec, files, known_ids, on_block=put)
+        loaded = load_source(spec, files, known_ids, on_block=put, template=template)
         put(LaterDuplicates(spec.id_column, loaded.duplicate_ids))
         put(_END)
     except BaseException:

@@ -26,6 +26,7 @@ from .sources import Column, SourceSpec
 BOM = b"\xef\xbb\xbf"
 _FILE, _LINE = "__file", "__line"
 _CHUNK = 16 << 20
+_HEAD = 1 << 20  # bytes read to find the header
 
 
 class SourceError(ValueError):
@@ -80,7 +81,7 @@ def source_template(spec: SourceSpec, files: list[Path]) -> pd.DataFrame:
         raise SourceError(f"{spec.name}.csv", "missing file: no CSV for this source was found")
     columns = {col.name: _empty(col, 0) for col in spec.columns}
     for path in files:
-        names = _read_header(path)
+        names, _ = _read_header(path)
         for required in spec.required:
             if required not in names:
                 raise SourceError(path, "missing required column", column=required, line=1)
@@ -95,6 +96,7 @@ def load_source(
     files: list[Path],
     known_ids: Mapping[str, pd.Series] | None = None,
     on_block: Callable[[pd.DataFrame], None] | None = None,
+    template: pd.DataFrame | None = None,
 ) -> LoadedSource:
     """Read and validate every drop of one source; `known_ids` holds the referenced sources' ids.
 
@@ -102,8 +104,10 @@ def load_source(
     typed rows kept so far. `on_block` gets each block's valid rows (in source_template's
     layout) as soon as they are typed, before duplicates across blocks are known: the caller
     can store them while the next block is parsed, then drop `LoadedSource.duplicate_ids`.
+    A caller that already built the template (to create the table) passes it in.
     """
-    template = source_template(spec, files)
+    if template is None:
+        template = source_template(spec, files)
     known = {
         name: pa.array(ids.dropna().unique(), pa.string())
         for name, ids in (known_ids or {}).items()
@@ -188,16 +192,19 @@ def _raw_records(path: Path, lines: set[int]) -> dict[int, str]:
     return found
 
 
-def _read_header(path: Path) -> list[str]:
+def _read_header(path: Path) -> tuple[list[str], bool]:
+    """The normalised column names, and whether any record follows the header (arrow refuses
+    to skip a file's only line)."""
     with path.open("rb") as f:
-        head = f.read(1 << 20)
+        head = f.read(_HEAD)
+    truncated = len(head) == _HEAD
     if head.startswith(BOM):
         head = head[len(BOM) :]
     if not head.strip():
         raise SourceError(path, "empty file: no header row")
     if b"\x00" in head:
         raise SourceError(path, "not a text file (NUL bytes): expected UTF-8 CSV")
-    first = head.splitlines()[0]
+    first, *rest = head.splitlines()
     try:
         text = first.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -210,7 +217,7 @@ def _read_header(path: Path) -> list[str]:
         if name in seen:
             raise SourceError(path, "header names this column twice", column=name, line=1)
         seen.add(name)
-    return names
+    return names, truncated or bool(b"".join(rest).strip())
 
 
 def _read_file(
@@ -222,7 +229,7 @@ def _read_file(
     on_block: Callable[[pd.DataFrame], None] | None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The file's valid rows, typed (with file number and line), and its row rejects."""
-    names = _read_header(path)
+    names, has_records = _read_header(path)
     wrong_width = [0]
 
     def skip_invalid(row: pacsv.InvalidRow) -> str:
@@ -230,7 +237,7 @@ def _read_file(
         return "skip"
 
     typed_parts, reject_parts, records = [], [], 0
-    if not _header_only(path):
+    if has_records:
         try:
             reader = pacsv.open_csv(
                 path,
@@ -315,11 +322,8 @@ def _parse_batch(
             early = (typed[col.name] < typed[col.not_before]).fillna(False).to_numpy()
             problems.add(early, f"{col.name} before {col.not_before}")
     for name in names:
-        if spec.column(name) is None:
-            value = text[name]
-            typed[name] = pd.Series(
-                pc.if_else(pc.equal(value, ""), None, value).to_pandas(), dtype="str"
-            )
+        if spec.column(name) is None:  # extra columns are kept as optional text
+            typed[name] = _parse_column(Column(name, "text"), text[name], problems)
     for name in template.columns.difference(list(typed), sort=False):
         typed[name] = pd.Series([None] * batch.num_rows, dtype=template[name].dtype)
     frame = pd.DataFrame({name: typed[name] for name in template.columns})
@@ -343,15 +347,6 @@ def _parse_batch(
     frame = frame.loc[~rejected].reset_index(drop=True)
     frame[_LINE] = ordinals[~rejected]
     return frame, rejects
-
-
-def _header_only(path: Path) -> bool:
-    """A file with a header and nothing after it (arrow refuses to skip its only line)."""
-    with path.open("rb") as f:
-        head = f.read(1 << 20)
-    if len(head) == 1 << 20:
-        return False
-    return not b"".join(head.splitlines()[1:]).strip()
 
 
 def _record_lines(
