@@ -14,13 +14,12 @@ from pathlib import Path
 
 import dagster as dg
 from dotenv import load_dotenv
-from sqlalchemy.engine import make_url
+from psycopg2.extensions import make_dsn
 
-from .assets import ALL_ASSETS
-from .definitions import build_resources
+from .definitions import build_definitions, build_resources
 from .report import write_report
 from .settings import Settings
-from .storage.database import DatabaseUnavailable
+from .storage.database import DatabaseUnavailable, connect_kwargs
 from .storage.tables import TableNotFoundError
 
 
@@ -135,20 +134,18 @@ def progress_logger(_init_context: dg.InitLoggerContext) -> logging.Logger:
     return log
 
 
-def _run(args: argparse.Namespace) -> int:
+def _settings() -> Settings:
     load_dotenv(".env", override=False)
-    settings = Settings.from_env()
+    return Settings.from_env()
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = _settings()
     if args.data_dir:
         settings = dataclasses.replace(settings, data_dir=args.data_dir)
-    resources = build_resources(settings)
-    database = resources["database"]
+    defs = build_definitions(settings, loggers={"progress": progress_logger})
+    database = defs.resources["database"]
     print(f"Materializing the retention graph from {settings.data_dir}/ into {database.describe()}")
-    defs = dg.Definitions(
-        assets=ALL_ASSETS,
-        resources=resources,
-        executor=dg.in_process_executor,
-        loggers={"progress": progress_logger},
-    )
     job = defs.resolve_implicit_global_asset_job_def()
     started = time.perf_counter()
     persistent = bool(os.environ.get("DAGSTER_HOME"))
@@ -173,18 +170,16 @@ def _run(args: argparse.Namespace) -> int:
 def _psql(psql_args: list[str]) -> int:
     """psql on the configured database, in the tables' schema; the password goes through
     PGPASSWORD, never the command line."""
-    load_dotenv(".env", override=False)
-    database = build_resources(Settings.from_env())["database"]
-    url = make_url(database.url())
-    env = os.environ | ({"PGPASSWORD": url.password} if url.password else {})
-    query = dict(url.query) | {"options": f"-csearch_path={database.db_schema}"}
-    libpq = url.set(drivername="postgresql", password=None, query=query)
-    return subprocess.call(["psql", libpq.render_as_string(), *psql_args], env=env)
+    database = build_resources(_settings())["database"]
+    params = connect_kwargs(database.url())
+    password = params.pop("password", None)
+    env = os.environ | ({"PGPASSWORD": str(password)} if password else {})
+    dsn = make_dsn(**params, options=f"-csearch_path={database.db_schema}")
+    return subprocess.call(["psql", dsn, *psql_args], env=env)
 
 
 def _report(args: argparse.Namespace) -> int:
-    load_dotenv(".env", override=False)
-    database = build_resources(Settings.from_env())["database"]
+    database = build_resources(_settings())["database"]
     try:
         with database.connect() as conn:
             report = write_report(conn, database.db_schema, args.out)

@@ -26,13 +26,16 @@ def build_resources(settings: Settings, database_url: str | None = None) -> dict
     }
 
 
-def build_definitions(settings: Settings) -> dg.Definitions:
+def build_definitions(
+    settings: Settings, loggers: dict[str, dg.LoggerDefinition] | None = None
+) -> dg.Definitions:
     # In-process: each step in its own process re-imports pandas + sklearn (~5 s a step here).
     return dg.Definitions(
         assets=ALL_ASSETS,
         resources=build_resources(settings),
         sensors=[csv_drops_sensor(settings.sensor_interval_seconds)],
         executor=dg.in_process_executor,
+        loggers=loggers,
     )
 
 

@@ -86,17 +86,18 @@ class PostgresPandasIOManager(dg.ConfigurableIOManager):
         money = _column_names(context, MONEY_COLUMNS)
         upsert_key = _column_names(context, UPSERT_KEY)
         started = time.perf_counter()
-        with self.database.connect() as conn:
-            if upsert_key:
-                columns = upsert_rows(conn, schema, table, obj, upsert_key, money)
-                row_count = count_rows(conn, schema, table)
-            else:
-                if self.stored_by_asset:
-                    columns = column_types(obj, money)
+        row_count = len(obj)
+        if self.stored_by_asset:
+            columns = column_types(obj, money)
+        else:
+            with self.database.connect() as conn:
+                if upsert_key:
+                    columns = upsert_rows(conn, schema, table, obj, upsert_key, money)
+                    row_count = count_rows(conn, schema, table)
                 else:
                     columns = write_table(conn, schema, table, obj, money)
-                row_count = len(obj)
-                _RUN_CACHE.put(context.run_id, schema, table, obj)
+        if not upsert_key:  # a replaced table holds exactly this frame
+            _RUN_CACHE.put(context.run_id, schema, table, obj)
         metadata: dict[str, Any] = {
             "dagster/row_count": row_count,
             "dagster/table_name": f"{schema}.{table}",

@@ -78,7 +78,7 @@ def test_resolve_prefers_explicit_then_env_then_dotenv(tmp_path, monkeypatch):
 
 
 def test_socket_url_becomes_libpq_keywords():
-    kwargs = database._connect_kwargs(
+    kwargs = database.connect_kwargs(
         "postgresql+psycopg2://postgres:@/postgres?host=/tmp/sock&sslmode=disable"
     )
     assert kwargs == {
@@ -88,7 +88,7 @@ def test_socket_url_becomes_libpq_keywords():
         "sslmode": "disable",
         "connect_timeout": 10,
     }
-    assert database._connect_kwargs("postgresql://u:p@h:1/d?host=a&host=b")["host"] == "a,b"
+    assert database.connect_kwargs("postgresql://u:p@h:1/d?host=a&host=b")["host"] == "a,b"
 
 
 def closed_port() -> int:

@@ -26,6 +26,7 @@ from sqlalchemy.exc import ArgumentError
 __all__ = [
     "DatabaseUnavailable",
     "connect",
+    "connect_kwargs",
     "normalise_url",
     "redact",
     "resolve_database_url",
@@ -146,7 +147,8 @@ def _install_sigterm_exit() -> None:
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
 
-def _connect_kwargs(url: str) -> dict[str, Any]:
+def connect_kwargs(url: str) -> dict[str, Any]:
+    """libpq connection parameters of a SQLAlchemy URL (for psycopg2, or psql)."""
     parsed = make_url(normalise_url(url))
     if parsed.get_backend_name() != "postgresql":
         raise ValueError(f"not a PostgreSQL URL: {redact(url)}")
@@ -168,7 +170,7 @@ def _connect_kwargs(url: str) -> dict[str, Any]:
 def connect(url: str) -> psycopg2.extensions.connection:
     """Open a psycopg2 connection from a SQLAlchemy URL; unreachable servers raise
     DatabaseUnavailable with a message that is safe to show (no password)."""
-    kwargs = _connect_kwargs(url)
+    kwargs = connect_kwargs(url)
     try:
         conn = psycopg2.connect(**kwargs)
     except psycopg2.OperationalError as exc:
