@@ -392,15 +392,7 @@ def write_table(
     money_columns: Sequence[str] = (),
 ) -> list[tuple[str, str]]:
     """Replace ``schema.table`` with ``df`` atomically; returns [(column, PostgreSQL type)]."""
-    columns = _columns_for(df, money_columns)
-    _replace_table(
-        conn,
-        schema,
-        table,
-        _columns_ddl(columns),
-        lambda cur, staging: _copy_in(cur, staging, columns, df, created_from_columns=True),
-    )
-    return [(col.name, col.pg_type) for col in columns]
+    return write_table_blocks(conn, schema, table, df, [df], money_columns)
 
 
 def column_types(df: pd.DataFrame, money_columns: Sequence[str] = ()) -> list[tuple[str, str]]:
