@@ -9,6 +9,7 @@ import json
 import time
 from pathlib import Path
 
+from retention_assets.assets.reads import handed_on
 from retention_assets.core.clv import clv_frame
 from retention_assets.core.loading import load_source, source_files
 from retention_assets.core.retention import retention_summary
@@ -30,7 +31,8 @@ def main() -> None:
     loaded = {}
     for name in ("customers", "packages", "transactions", "attendance"):
         known = {ref: loaded[ref].frame[SOURCES[ref].id_column] for ref in loaded}
-        loaded[name] = load_source(SOURCES[name], source_files(args.data, name), known)
+        files = source_files(args.data, name)
+        loaded[name] = load_source(SOURCES[name], files, known, keep=handed_on(name))
     timings["load"] = time.perf_counter() - started
 
     started = time.perf_counter()

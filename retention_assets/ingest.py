@@ -34,9 +34,10 @@ def load_and_store(
     files: list[Path],
     known_ids: Mapping[str, pd.Series],
     money_columns: list[str],
+    keep: list[str] | None = None,
 ) -> tuple[LoadedSource, list[tuple[str, str]]]:
-    """Load `spec`'s drops into table `schema.<source name>`; returns what was loaded and the
-    table's [(column, PostgreSQL type)]."""
+    """Load `spec`'s drops into table `schema.<source name>`; returns what was loaded (its frame
+    holds the `keep` columns, see load_source) and the table's [(column, PostgreSQL type)]."""
     template = source_template(spec, files)
     blocks: queue.Queue[object] = queue.Queue(maxsize=_QUEUE_BLOCKS)
     outcome: dict[str, object] = {}
@@ -68,7 +69,7 @@ def load_and_store(
     writer = threading.Thread(target=write, name=f"store-{spec.name}", daemon=True)
     writer.start()
     try:
-        loaded = load_source(spec, files, known_ids, on_block=put, template=template)
+        loaded = load_source(spec, files, known_ids, put, template, keep)
         put(LaterDuplicates(spec.id_column, loaded.duplicate_ids))
         put(_END)
     except BaseException:

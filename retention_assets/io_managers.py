@@ -16,7 +16,6 @@ import pandas as pd
 
 from retention_assets.resources import PostgresResource
 from retention_assets.storage.tables import (
-    column_types,
     count_rows,
     read_pickle,
     read_table,
@@ -49,30 +48,58 @@ class _RunCache:
     """The frames this process wrote during the current run, so a downstream step in the same
     process (the in-process executor) gets them back without reading the table it just wrote.
 
-    Only replaced tables are kept: their content is exactly the frame. One run at a time."""
+    A frame is complete when it is exactly its table; an asset that stored its own table hands
+    on only the columns downstream assets read, which serve inputs asking for those. Replaced
+    tables only (not upserts). One run at a time."""
 
     def __init__(self) -> None:
         self.run_id: str | None = None
-        self.frames: dict[tuple[str, str], pd.DataFrame] = {}
+        self.frames: dict[tuple[str, str], tuple[pd.DataFrame, bool]] = {}
 
-    def put(self, run_id: str, schema: str, table: str, frame: pd.DataFrame) -> None:
+    def put(self, run_id: str, schema: str, table: str, frame: pd.DataFrame, complete: bool):
         if run_id != self.run_id:
             self.run_id, self.frames = run_id, {}
-        self.frames[(schema, table)] = frame
+        self.frames[(schema, table)] = (frame, complete)
 
-    def get(self, run_id: str, schema: str, table: str) -> pd.DataFrame | None:
-        return self.frames.get((schema, table)) if run_id == self.run_id else None
+    def get(
+        self, run_id: str, schema: str, table: str, columns: list[str] | None
+    ) -> pd.DataFrame | None:
+        frame, complete = self.frames.get((schema, table), (None, False))
+        if frame is None or run_id != self.run_id:
+            return None
+        if columns is None:
+            return frame if complete else None
+        return frame[columns] if set(columns) <= set(frame.columns) else None
 
 
 _RUN_CACHE = _RunCache()
 
 
+def table_metadata(
+    schema: str, table: str, columns: list[tuple[str, str]], row_count: int
+) -> dict[str, Any]:
+    """What the UI shows of a stored table: its name, rows and [(column, PostgreSQL type)]."""
+    return {
+        "dagster/row_count": row_count,
+        "dagster/table_name": f"{schema}.{table}",
+        "dagster/storage_kind": "postgres",
+        "dagster/column_schema": dg.TableSchema(
+            columns=[dg.TableColumn(name, pg_type) for name, pg_type in columns]
+        ),
+        "written_at": dg.MetadataValue.timestamp(time.time()),
+    }
+
+
 class PostgresPandasIOManager(dg.ConfigurableIOManager):
     """DataFrames as PostgreSQL tables: atomic replace via COPY, or an upsert when the asset's
-    metadata names an ``upsert_key`` (tables that keep history, e.g. one row per snapshot)."""
+    metadata names an ``upsert_key`` (tables that keep history, e.g. one row per snapshot).
+
+    An input whose metadata names ``columns`` (``dg.AssetIn(metadata={"columns": [...]})``)
+    gets just those columns."""
 
     database: PostgresResource
-    stored_by_asset: bool = False  # the asset wrote its table itself: only hand the frame on
+    # The asset stored its table itself (and reported it): only hand on the frame it returns.
+    stored_by_asset: bool = False
 
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame | None) -> None:
         if obj is None:
@@ -83,42 +110,35 @@ class PostgresPandasIOManager(dg.ConfigurableIOManager):
                 f"{context.asset_key.to_user_string()} returned {type(obj).__name__}"
             )
         schema, table = self.database.db_schema, _table_name(context)
+        if self.stored_by_asset:
+            _RUN_CACHE.put(context.run_id, schema, table, obj, complete=False)
+            return
         money = _column_names(context, MONEY_COLUMNS)
         upsert_key = _column_names(context, UPSERT_KEY)
         started = time.perf_counter()
-        row_count = len(obj)
-        if self.stored_by_asset:
-            columns = column_types(obj, money)
-        else:
-            with self.database.connect() as conn:
-                if upsert_key:
-                    columns = upsert_rows(conn, schema, table, obj, upsert_key, money)
-                    row_count = count_rows(conn, schema, table)
-                else:
-                    columns = write_table(conn, schema, table, obj, money)
-        if not upsert_key:  # a replaced table holds exactly this frame
-            _RUN_CACHE.put(context.run_id, schema, table, obj)
-        metadata: dict[str, Any] = {
-            "dagster/row_count": row_count,
-            "dagster/table_name": f"{schema}.{table}",
-            "dagster/storage_kind": "postgres",
-            "dagster/column_schema": dg.TableSchema(
-                columns=[dg.TableColumn(name, pg_type) for name, pg_type in columns]
-            ),
-            "written_at": dg.MetadataValue.timestamp(time.time()),
-            "write_seconds": round(time.perf_counter() - started, 3),
-        }
+        with self.database.connect() as conn:
+            if upsert_key:
+                columns = upsert_rows(conn, schema, table, obj, upsert_key, money)
+                row_count = count_rows(conn, schema, table)
+            else:
+                columns = write_table(conn, schema, table, obj, money)
+                row_count = len(obj)
+                _RUN_CACHE.put(context.run_id, schema, table, obj, complete=True)
+        metadata = table_metadata(schema, table, columns, row_count)
+        metadata["write_seconds"] = round(time.perf_counter() - started, 3)
         if upsert_key:
             metadata["rows_upserted"] = len(obj)
         context.add_output_metadata(metadata)
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
         schema, table = self.database.db_schema, _table_name(context)
-        cached = _RUN_CACHE.get(context.step_context.run_id, schema, table)
+        columns = (context.definition_metadata or {}).get("columns")
+        columns = None if columns is None else [str(name) for name in columns]
+        cached = _RUN_CACHE.get(context.step_context.run_id, schema, table, columns)
         if cached is not None:
             return cached
         with self.database.connect() as conn:
-            return read_table(conn, schema, table)
+            return read_table(conn, schema, table, columns)
 
 
 class PostgresPickleIOManager(dg.ConfigurableIOManager):

@@ -30,6 +30,7 @@ from .metadata import (
     ui_table,
 )
 from .policies import DB_RETRY, TABLE_KINDS, check_result, check_spec, fail_fast
+from .reads import source_ins
 
 GROUP = "analytics"
 TABLE_ASSET = {
@@ -73,6 +74,7 @@ class RetentionConfig(dg.Config):
 
 @dg.asset(
     **TABLE_ASSET,
+    ins=source_ins("rfm_features"),
     tags=FOR_PIPELINE,
     metadata={"money_columns": ["monetary"]},
 )
@@ -198,6 +200,7 @@ def rfm(
 
 @dg.asset(
     **TABLE_ASSET,
+    ins=source_ins("clv"),
     tags=FOR_ANALYSTS,
     metadata={
         "money_columns": ["total_spend", "average_order_value", "clv_value"],

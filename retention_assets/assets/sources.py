@@ -11,9 +11,11 @@ from ..core import quality
 from ..core.loading import LoadedSource, SourceError
 from ..core.sources import ATTENDANCE, CUSTOMERS, PACKAGES, TRANSACTIONS, SourceSpec
 from ..data_folder import DataFolder
+from ..io_managers import table_metadata
 from ..resources import PostgresResource
 from ..storage.tables import replace_rows
 from .policies import DB_RETRY, TABLE_KINDS, check_result, check_spec, fail_fast
+from .reads import handed_on, source_ins
 
 REJECTS_TABLE = "rejected_rows"
 REJECT_CHECK = "reject_fraction"
@@ -39,6 +41,7 @@ def _source_asset_args(spec: SourceSpec, description: str) -> dict:
         "kinds": TABLE_KINDS | {"csv"},
         "retry_policy": DB_RETRY,
         "io_manager_key": "source_io_manager",
+        "ins": source_ins(spec.name),
         "description": description,
         "metadata": {"money_columns": _money(spec)},
         "check_specs": [
@@ -59,17 +62,18 @@ def _materialize_source(
     database: PostgresResource,
     known_ids: Mapping[str, pd.Series],
 ) -> dg.MaterializeResult:
-    """Validate the source while storing its table (the IO manager only hands the frame on);
-    its rejects then replace this source's slice of `rejected_rows`."""
+    """Validate the source while storing its table; its rejects then replace this source's
+    slice of `rejected_rows`. The IO manager only hands on the columns downstream assets read."""
     with database.connect() as conn:
         try:
-            loaded, _ = ingest.load_and_store(
+            loaded, columns = ingest.load_and_store(
                 conn,
                 database.db_schema,
                 spec,
                 data_folder.files(spec.name),
                 known_ids,
                 _money(spec),
+                keep=handed_on(spec.name),
             )
         except SourceError as e:  # say where: file, column, line
             raise dg.Failure(
@@ -89,7 +93,10 @@ def _materialize_source(
     )
     return dg.MaterializeResult(
         value=loaded.frame,
-        metadata=_load_metadata(loaded, verdict),
+        metadata={
+            **table_metadata(database.db_schema, spec.name, columns, len(loaded.frame)),
+            **_load_metadata(loaded, verdict),
+        },
         check_results=[check_result(REJECT_CHECK, verdict)],
     )
 

@@ -11,6 +11,8 @@ from .dates import day_end
 from .lookup import per_customer
 
 CHURNED, HIGH, MEDIUM, LOW = "Churned", "High Value", "Medium Value", "Low Value"
+# The source columns clv_frame reads besides the RFM features.
+READS = {"transactions": ("customer_id", "transaction_date", "amount")}
 
 
 def clv_frame(

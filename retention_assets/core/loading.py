@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from .dates import DATE_DTYPE, parse_timestamps, to_date32
 from .sources import Column, SourceSpec
 
 BOM = b"\xef\xbb\xbf"
-_FILE, _LINE = "__file", "__line"
+_FILE = "__file"
 _CHUNK = 16 << 20
 _HEAD = 1 << 20  # bytes read to find the header
 
@@ -97,80 +97,148 @@ def load_source(
     known_ids: Mapping[str, pd.Series] | None = None,
     on_block: Callable[[pd.DataFrame], None] | None = None,
     template: pd.DataFrame | None = None,
+    keep: Sequence[str] | None = None,
 ) -> LoadedSource:
     """Read and validate every drop of one source; `known_ids` holds the referenced sources' ids.
 
     Files are streamed in blocks: only one block's text is in memory at a time, next to the
-    typed rows kept so far. `on_block` gets each block's valid rows (in source_template's
-    layout) as soon as they are typed, before duplicates across blocks are known: the caller
-    can store them while the next block is parsed, then drop `LoadedSource.duplicate_ids`.
-    A caller that already built the template (to create the table) passes it in.
+    rows kept so far. `on_block` gets each block's valid rows (in source_template's layout)
+    as soon as they are typed, before duplicates across blocks are known: the caller can store
+    them while the next block is parsed, then drop `LoadedSource.duplicate_ids`. A caller that
+    already built the template (to create the table) passes it in.
+
+    `keep` names the columns `LoadedSource.frame` holds (default: all), so a caller that only
+    aggregates two columns of 14M rows does not hold the other three. A column referencing a
+    source in `known_ids` comes as a categorical over that source's ids: 4 bytes a row, and
+    the reference check already found each row's code.
     """
     if template is None:
         template = source_template(spec, files)
+    kept = list(template.columns) if keep is None else list(keep)
+    if unknown := [name for name in kept if name not in template.columns]:
+        raise ValueError(f"{spec.name} has no column(s) {unknown}")
     known = {
-        name: pa.array(ids.dropna().unique(), pa.string())
+        name: pa.array(pd.unique(ids.dropna().astype("str")), pa.string())
         for name, ids in (known_ids or {}).items()
     }
+    shape = _KeptShape.of(spec, kept, known)
+    ledger = _IdLedger()
     parts = [
-        _read_file(path, spec, known, number, template, on_block)
+        _read_file(path, spec, known, number, template, on_block, shape, ledger)
         for number, path in enumerate(files)
     ]
     frame = pd.concat([rows for rows, _ in parts], ignore_index=True)
     rejects = [rejected for _, rejected in parts]
-    duplicate = _later_duplicates(frame[spec.id_column])
     duplicate_ids: list[str] = []
-    if duplicate.any():
-        rejects.append(_duplicates(frame, duplicate, spec, files))
-        duplicate_ids = frame.loc[duplicate, spec.id_column].unique().tolist()
-        frame = frame.loc[~duplicate]
+    later = ledger.later_duplicates()
+    if later is not None:
+        rejects.append(_duplicates(later, spec, files))
+        duplicate_ids = later.ids.unique().tolist()
+        frame = frame.loc[~later.mask]
     rejects = pd.concat(rejects, ignore_index=True).sort_values([_FILE, "line"], kind="stable")
     rejects = rejects.drop(columns=_FILE).astype(
         {"source": "str", "file": "str", "line": "int64", "reason": "str", "raw": "str"}
     )
     return LoadedSource(
-        frame.drop(columns=[_FILE, _LINE]).reset_index(drop=True),
-        rejects.reset_index(drop=True),
-        list(files),
-        duplicate_ids,
+        frame.reset_index(drop=True), rejects.reset_index(drop=True), list(files), duplicate_ids
     )
 
 
-def _later_duplicates(ids: pd.Series) -> np.ndarray:
-    """Every occurrence of an id after its first; strictly ascending ids (the usual export)
-    are recognised by one comparison instead of hashing millions of strings."""
-    values = pa.array(ids, pa.string(), from_pandas=True)
-    if len(values) < 2 or pc.all(pc.greater(values[1:], values[:-1])).as_py():
-        return np.zeros(len(ids), dtype=bool)
-    return ids.duplicated(keep="first").to_numpy()
+@dataclass(frozen=True)
+class _KeptShape:
+    """The columns a load keeps, and the ids each referencing column is coded against."""
+
+    columns: list[str]
+    categories: dict[str, pd.Index]  # column -> the referenced source's ids
+
+    @classmethod
+    def of(cls, spec: SourceSpec, kept: list[str], known: Mapping[str, pa.Array]) -> _KeptShape:
+        categories = {}
+        for name in kept:
+            col = spec.column(name)
+            if col is not None and col.references in known:
+                ids = known[col.references].to_numpy(zero_copy_only=False)
+                categories[name] = pd.Index(ids, dtype="str")
+        return cls(kept, categories)
+
+    def take(self, frame: pd.DataFrame, rows: np.ndarray, codes: Mapping[str, np.ndarray]):
+        """The kept columns of `frame`'s `rows` (a boolean mask)."""
+        out = frame.loc[rows, [c for c in self.columns if c not in self.categories]]
+        out = out.reset_index(drop=True)
+        for name, categories in self.categories.items():
+            out[name] = pd.Categorical.from_codes(
+                codes[name][rows], categories=categories, validate=False
+            )
+        return out[self.columns]
 
 
-def _duplicates(
-    frame: pd.DataFrame, duplicate: np.ndarray, spec: SourceSpec, files: list[Path]
-) -> pd.DataFrame:
+class _IdLedger:
+    """Each valid row's id (null for rejected rows), block by block, to find later duplicates
+    once every file is read. Strictly ascending ids (the usual export) are recognised as the
+    blocks arrive, so the common case hashes nothing."""
+
+    def __init__(self) -> None:
+        self.blocks: list[tuple[int, int, pa.Array]] = []  # (file number, first ordinal, ids)
+        self.lines: dict[int, np.ndarray | None] = {}  # file number -> _record_lines' map
+        self.ascending = True
+        self.last: str | None = None
+
+    def add(self, number: int, offset: int, ids: pa.Array, valid: np.ndarray) -> None:
+        if self.ascending:
+            present = ids.filter(pa.array(valid))
+            if len(present):
+                first, last = present[0].as_py(), present[-1].as_py()
+                in_order = len(present) < 2 or pc.all(pc.greater(present[1:], present[:-1])).as_py()
+                self.ascending = bool(in_order) and (self.last is None or first > self.last)
+                self.last = last
+        self.blocks.append((number, offset, pc.if_else(pa.array(valid), ids, None)))
+
+    def later_duplicates(self) -> _LaterDuplicates | None:
+        if self.ascending or not self.blocks:
+            return None
+        ids = pd.Series(pa.chunked_array([b for _, _, b in self.blocks], pa.string()).to_pandas())
+        numbers = np.concatenate([np.full(len(b), n, np.int32) for n, _, b in self.blocks])
+        ordinals = np.concatenate([np.arange(o, o + len(b)) for _, o, b in self.blocks])
+        valid = ids.notna().to_numpy()
+        ids, numbers, ordinals = ids[valid].reset_index(drop=True), numbers[valid], ordinals[valid]
+        mask = ids.duplicated(keep="first").to_numpy()
+        if not mask.any():
+            return None
+        lines = np.empty(len(ids), dtype=np.int64)
+        for number in np.unique(numbers):
+            rows = numbers == number
+            lines[rows] = _physical(self.lines[int(number)], ordinals[rows])
+        first = ~mask & ids.isin(ids[mask]).to_numpy()
+        where = dict(zip(ids[first], zip(numbers[first], lines[first], strict=True), strict=True))
+        return _LaterDuplicates(mask, ids[mask], numbers[mask], lines[mask], where)
+
+
+@dataclass(frozen=True)
+class _LaterDuplicates:
+    mask: np.ndarray  # over the valid rows, in load order
+    ids: pd.Series
+    numbers: np.ndarray  # file number of each later occurrence
+    lines: np.ndarray  # and its physical line
+    first: dict[str, tuple[int, int]]  # id -> (file number, line) of its first occurrence
+
+
+def _duplicates(later: _LaterDuplicates, spec: SourceSpec, files: list[Path]) -> pd.DataFrame:
     """Rejects for every later occurrence of an id, pointing at the first one."""
-    ids = frame[spec.id_column]
-    first = frame.loc[ids.isin(ids[duplicate])].drop_duplicates(spec.id_column)
-    where = {
-        row_id: f"{files[n].name} line {line}"
-        for row_id, n, line in zip(first[spec.id_column], first[_FILE], first[_LINE], strict=True)
-    }
-    dups = frame.loc[duplicate]
     raw: dict[tuple[int, int], str] = {}
-    for number, group in dups.groupby(_FILE):
-        texts = _raw_records(files[int(number)], set(group[_LINE].tolist()))
+    for number in np.unique(later.numbers):
+        texts = _raw_records(files[int(number)], set(later.lines[later.numbers == number].tolist()))
         raw.update({(int(number), line): text for line, text in texts.items()})
+    where = {row_id: f"{files[n].name} line {line}" for row_id, (n, line) in later.first.items()}
     return pd.DataFrame(
         {
             "source": spec.name,
-            _FILE: dups[_FILE].to_numpy(),
-            "file": [files[n].name for n in dups[_FILE]],
-            "line": dups[_LINE].to_numpy(),
-            "reason": [
-                f"duplicate {spec.id_column} (first at {where[i]})" for i in dups[spec.id_column]
-            ],
+            _FILE: later.numbers,
+            "file": [files[n].name for n in later.numbers],
+            "line": later.lines,
+            "reason": [f"duplicate {spec.id_column} (first at {where[i]})" for i in later.ids],
             "raw": [
-                raw.get((n, line), "") for n, line in zip(dups[_FILE], dups[_LINE], strict=True)
+                raw.get((int(n), int(line)), "")
+                for n, line in zip(later.numbers, later.lines, strict=True)
             ],
         }
     )
@@ -227,8 +295,10 @@ def _read_file(
     number: int,
     template: pd.DataFrame,
     on_block: Callable[[pd.DataFrame], None] | None,
+    shape: _KeptShape,
+    ledger: _IdLedger,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The file's valid rows, typed (with file number and line), and its row rejects."""
+    """The file's valid rows (the kept columns), and its row rejects."""
     names, has_records = _read_header(path)
     wrong_width = [0]
 
@@ -236,7 +306,7 @@ def _read_file(
         wrong_width[0] += 1
         return "skip"
 
-    typed_parts, reject_parts, records = [], [], 0
+    kept_parts, reject_parts, records = [], [], 0
     if has_records:
         try:
             reader = pacsv.open_csv(
@@ -252,25 +322,27 @@ def _read_file(
                 ),
             )
             for batch in reader:
-                typed, rejected = _parse_batch(batch, spec, known, records, template)
+                block = _parse_batch(batch, spec, known, records, template)
+                valid = ~block.rejected
                 if on_block is not None:
-                    on_block(typed.drop(columns=_LINE))
-                typed_parts.append(typed)
-                reject_parts.append(rejected)
+                    on_block(block.frame.loc[valid].reset_index(drop=True))
+                kept_parts.append(shape.take(block.frame, valid, block.codes))
+                reject_parts.append(block.rejects)
+                ledger.add(number, records, block.ids, valid)
                 records += batch.num_rows
         except pa.ArrowInvalid as e:
             if "utf8" in str(e).lower():
                 raise SourceError(path, "not UTF-8 text", line=_first_non_utf8_line(path)) from e
             raise SourceError(path, f"not parseable as CSV ({e})") from e
     lines, broken = _record_lines(path, len(names), records, wrong_width[0])
-    typed = (
-        pd.concat(typed_parts, ignore_index=True)
-        if typed_parts
-        else template.assign(**{_LINE: pd.Series(dtype="int64")})
-    )
+    ledger.lines[number] = lines
+    if not kept_parts:
+        nothing = np.zeros(0, dtype=bool)
+        no_codes = dict.fromkeys(shape.categories, np.zeros(0, dtype=np.int32))
+        kept_parts.append(shape.take(template, nothing, no_codes))
+    kept = pd.concat(kept_parts, ignore_index=True)
     rejects = pd.concat(reject_parts, ignore_index=True) if reject_parts else _no_rejects()
-    typed[_LINE] = lines[typed[_LINE].to_numpy()]
-    rejects["line"] = lines[rejects["line"].to_numpy().astype("int64")]
+    rejects["line"] = _physical(lines, rejects["line"].to_numpy().astype("int64"))
     if broken:
         rejects = pd.concat(
             [
@@ -285,9 +357,17 @@ def _read_file(
             ],
             ignore_index=True,
         )
-    typed[_FILE] = np.int32(number)
     rejects = rejects.assign(source=spec.name, file=path.name, **{_FILE: number})
-    return typed, rejects[["source", _FILE, "file", "line", "reason", "raw"]]
+    return kept, rejects[["source", _FILE, "file", "line", "reason", "raw"]]
+
+
+@dataclass(frozen=True)
+class _Block:
+    frame: pd.DataFrame  # every row of the block, typed, in source_template's layout
+    rejected: np.ndarray
+    rejects: pd.DataFrame  # `line` holds record ordinals until the file is mapped
+    codes: dict[str, np.ndarray]  # referencing column -> index into the referenced ids
+    ids: pa.Array  # the id column's trimmed text
 
 
 def _parse_batch(
@@ -296,8 +376,8 @@ def _parse_batch(
     known: Mapping[str, pa.Array],
     offset: int,
     template: pd.DataFrame,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Typed columns of one block's valid rows; `line` holds record ordinals until mapped."""
+) -> _Block:
+    """One parsed block typed and checked row by row."""
     names = batch.schema.names
     text = {name: pc.utf8_trim_whitespace(batch.column(name)) for name in names}
     problems = _Problems(batch.num_rows)
@@ -307,16 +387,18 @@ def _parse_batch(
             typed[col.name] = _parse_column(col, text[col.name], problems)
         else:
             typed[col.name] = _empty(col, batch.num_rows)
+    codes: dict[str, np.ndarray] = {}
     for col in spec.columns:
-        if col.references in known and col.name in text:
-            value = typed[col.name]
-            listed = pc.is_in(
-                pa.array(value, pa.string(), from_pandas=True), value_set=known[col.references]
+        if col.references in known:
+            found = pc.index_in(
+                pa.array(typed[col.name], pa.string(), from_pandas=True),
+                value_set=known[col.references],
             )
+            codes[col.name] = found.fill_null(-1).to_numpy().astype(np.int32, copy=False)
             problems.add(
-                value.notna().to_numpy() & ~listed.to_numpy(zero_copy_only=False),
+                typed[col.name].notna().to_numpy() & (codes[col.name] < 0),
                 f"unknown {col.name}",
-                text[col.name],
+                text.get(col.name),
             )
         if col.not_before:
             early = (typed[col.name] < typed[col.not_before]).fillna(False).to_numpy()
@@ -326,13 +408,11 @@ def _parse_batch(
             typed[name] = _parse_column(Column(name, "text"), text[name], problems)
     for name in template.columns.difference(list(typed), sort=False):
         typed[name] = pd.Series([None] * batch.num_rows, dtype=template[name].dtype)
-    frame = pd.DataFrame({name: typed[name] for name in template.columns})
     rejected = problems.mask()
-    ordinals = np.arange(offset, offset + batch.num_rows, dtype=np.int64)
     rows = np.flatnonzero(rejected)
     rejects = pd.DataFrame(
         {
-            "line": ordinals[rows],
+            "line": np.arange(offset, offset + batch.num_rows, dtype=np.int64)[rows],
             "reason": problems.reasons(rows),
             "raw": [
                 _as_csv(values)
@@ -344,15 +424,20 @@ def _parse_batch(
             else [],
         }
     )
-    frame = frame.loc[~rejected].reset_index(drop=True)
-    frame[_LINE] = ordinals[~rejected]
-    return frame, rejects
+    return _Block(
+        pd.DataFrame({name: typed[name] for name in template.columns}),
+        rejected,
+        rejects,
+        codes,
+        text[spec.id_column],
+    )
 
 
 def _record_lines(
     path: Path, n_fields: int, n_valid: int, n_invalid: int
-) -> tuple[np.ndarray, list[tuple[int, str, str]]]:
-    """Physical line of each parsed record (by ordinal), and the wrong-width records.
+) -> tuple[np.ndarray | None, list[tuple[int, str, str]]]:
+    """Physical line of each parsed record (by ordinal; None: record n is on line n + 2), and
+    the wrong-width records.
 
     The common file (one record per line, no blank lines, balanced quotes) is
     recognised by counting bytes; anything else is walked with the csv module,
@@ -367,7 +452,7 @@ def _record_lines(
             last = chunk[-1:]
     physical = newlines + (1 if size and last != b"\n" else 0)
     if n_invalid == 0 and physical == n_valid + 1 and quotes % 2 == 0:
-        return np.arange(2, n_valid + 2, dtype=np.int64), []
+        return None, []
     valid: list[int] = []
     wrong: list[tuple[int, str, str]] = []
     # Universal newlines: line_num then counts LF, CRLF and bare-CR lines alike.
@@ -386,8 +471,13 @@ def _record_lines(
         except csv.Error as e:
             raise SourceError(path, f"not parseable as CSV ({e})", line=start) from e
     if len(valid) != n_valid:  # the two parsers disagree: fall back to record order
-        return np.arange(2, n_valid + 2, dtype=np.int64), wrong
+        return None, wrong
     return np.asarray(valid, dtype=np.int64), wrong
+
+
+def _physical(lines: np.ndarray | None, ordinals: np.ndarray) -> np.ndarray:
+    """Physical lines of records by ordinal; None: one record per line after the header."""
+    return ordinals + 2 if lines is None else lines[ordinals]
 
 
 def _first_non_utf8_line(path: Path) -> int | None:

@@ -11,11 +11,18 @@ from .dates import as_datetime, date_column, day_end
 from .lookup import per_customer
 
 SCORE_LABELS = [1, 2, 3, 4, 5]
+# The source columns rfm_features and default_as_of read: a caller need not load the rest.
+READS = {
+    "customers": ("customer_id", "signup_date"),
+    "transactions": ("customer_id", "transaction_date", "amount"),
+    "attendance": ("customer_id", "check_in"),
+}
 
 
 def default_as_of(transactions: pd.DataFrame, attendance: pd.DataFrame) -> dt.date:
     """The date of the latest event in the data: the natural snapshot for a fresh export."""
-    latest = pd.concat([transactions["transaction_date"], attendance["check_in"]]).max()
+    ends = [transactions["transaction_date"].max(), attendance["check_in"].max()]
+    latest = pd.Series(ends, dtype="datetime64[us]").max()
     if pd.isna(latest):
         raise ValueError("no transactions or attendance: pass as_of explicitly")
     return latest.date()
