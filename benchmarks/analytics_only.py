@@ -30,7 +30,8 @@ def main() -> None:
     started = time.perf_counter()
     loaded = {}
     for name in ("customers", "packages", "transactions", "attendance"):
-        known = {ref: loaded[ref].frame[SOURCES[ref].id_column] for ref in loaded}
+        refs = {col.references for col in SOURCES[name].columns if col.references}
+        known = {ref: loaded[ref].frame[SOURCES[ref].id_column] for ref in refs}
         files = source_files(args.data, name)
         loaded[name] = load_source(SOURCES[name], files, known, keep=handed_on(name))
     timings["load"] = time.perf_counter() - started

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +27,8 @@ from .sources import Column, SourceSpec
 BOM = b"\xef\xbb\xbf"
 _FILE = "__file"
 _CHUNK = 16 << 20
-_HEAD = 1 << 20  # bytes read to find the header
+_HEAD = 1 << 20
+_READ_AHEAD = 4
 
 
 class SourceError(ValueError):
@@ -122,7 +124,7 @@ def load_source(
         for name, ids in (known_ids or {}).items()
     }
     shape = _KeptShape.of(spec, kept, known)
-    ledger = _IdLedger()
+    ledger = _IdLedger(spec.id_column, files)
     parts = [
         _read_file(path, spec, known, number, template, on_block, shape, ledger)
         for number, path in enumerate(files)
@@ -140,7 +142,10 @@ def load_source(
         {"source": "str", "file": "str", "line": "int64", "reason": "str", "raw": "str"}
     )
     return LoadedSource(
-        frame.reset_index(drop=True), rejects.reset_index(drop=True), list(files), duplicate_ids
+        shape.decode(frame.reset_index(drop=True)),
+        rejects.reset_index(drop=True),
+        list(files),
+        duplicate_ids,
     )
 
 
@@ -162,23 +167,38 @@ class _KeptShape:
         return cls(kept, categories)
 
     def take(self, frame: pd.DataFrame, rows: np.ndarray, codes: Mapping[str, np.ndarray]):
-        """The kept columns of `frame`'s `rows` (a boolean mask)."""
+        """The kept columns of `frame`'s `rows` (a boolean mask), referencing columns as their
+        int32 codes: categoricals are made once, by `decode`, as each one hashes its
+        categories whenever blocks are concatenated."""
         out = frame.loc[rows, [c for c in self.columns if c not in self.categories]]
         out = out.reset_index(drop=True)
-        for name, categories in self.categories.items():
-            out[name] = pd.Categorical.from_codes(
-                codes[name][rows], categories=categories, validate=False
-            )
+        for name in self.categories:
+            out[name] = codes[name][rows]
         return out[self.columns]
+
+    def decode(self, frame: pd.DataFrame) -> pd.DataFrame:
+        return frame.assign(
+            **{
+                name: pd.Categorical.from_codes(
+                    frame[name].to_numpy(), categories=categories, validate=False
+                )
+                for name, categories in self.categories.items()
+            }
+        )
 
 
 class _IdLedger:
-    """Each valid row's id (null for rejected rows), block by block, to find later duplicates
-    once every file is read. Strictly ascending ids (the usual export) are recognised as the
-    blocks arrive, so the common case hashes nothing."""
+    """What finding later duplicates needs once every file is read: each valid row's id.
 
-    def __init__(self) -> None:
-        self.blocks: list[tuple[int, int, pa.Array]] = []  # (file number, first ordinal, ids)
+    Strictly ascending ids (the usual export) are recognised as the blocks arrive, and no id
+    is kept while they last: the common case stores and hashes nothing. From the first block
+    out of order on, ids are kept (null for rejected rows); the blocks before it are re-read,
+    their id column only, when the search runs."""
+
+    def __init__(self, id_column: str, files: list[Path]) -> None:
+        self.id_column, self.files = id_column, files
+        # (file number, first ordinal, rows, kept ids or None, rejected rows of the block)
+        self.blocks: list[tuple[int, int, int, pa.Array | None, np.ndarray]] = []
         self.lines: dict[int, np.ndarray | None] = {}  # file number -> _record_lines' map
         self.ascending = True
         self.last: str | None = None
@@ -191,14 +211,15 @@ class _IdLedger:
                 in_order = len(present) < 2 or pc.all(pc.greater(present[1:], present[:-1])).as_py()
                 self.ascending = bool(in_order) and (self.last is None or first > self.last)
                 self.last = last
-        self.blocks.append((number, offset, pc.if_else(pa.array(valid), ids, None)))
+        kept = None if self.ascending else _null_where(ids, ~valid)
+        self.blocks.append((number, offset, len(ids), kept, np.flatnonzero(~valid)))
 
     def later_duplicates(self) -> _LaterDuplicates | None:
         if self.ascending or not self.blocks:
             return None
-        ids = pd.Series(pa.chunked_array([b for _, _, b in self.blocks], pa.string()).to_pandas())
-        numbers = np.concatenate([np.full(len(b), n, np.int32) for n, _, b in self.blocks])
-        ordinals = np.concatenate([np.arange(o, o + len(b)) for _, o, b in self.blocks])
+        ids = pd.Series(pa.chunked_array(self._ids(), pa.string()).to_pandas())
+        numbers = np.concatenate([np.full(n_rows, n, np.int32) for n, _, n_rows, *_ in self.blocks])
+        ordinals = np.concatenate([np.arange(o, o + n_rows) for _, o, n_rows, *_ in self.blocks])
         valid = ids.notna().to_numpy()
         ids, numbers, ordinals = ids[valid].reset_index(drop=True), numbers[valid], ordinals[valid]
         mask = ids.duplicated(keep="first").to_numpy()
@@ -211,6 +232,32 @@ class _IdLedger:
         first = ~mask & ids.isin(ids[mask]).to_numpy()
         where = dict(zip(ids[first], zip(numbers[first], lines[first], strict=True), strict=True))
         return _LaterDuplicates(mask, ids[mask], numbers[mask], lines[mask], where)
+
+    def _ids(self) -> list[pa.Array]:
+        """Every block's ids, re-reading those not kept."""
+        reread: dict[int, pa.Array] = {}
+        chunks = []
+        for number, offset, n_rows, kept, rejected in self.blocks:
+            if kept is None:
+                if number not in reread:
+                    reread[number] = _id_column(self.files[number], self.id_column)
+                rejected_mask = np.zeros(n_rows, dtype=bool)
+                rejected_mask[rejected] = True
+                kept = _null_where(reread[number].slice(offset, n_rows), rejected_mask)
+            chunks.append(kept)
+        return chunks
+
+
+def _null_where(values: pa.Array, mask: np.ndarray) -> pa.Array:
+    return values if not mask.any() else pc.if_else(pa.array(~mask), values, None)
+
+
+def _id_column(path: Path, name: str) -> pa.Array:
+    """A file's id column as the loader saw it (same records, trimmed), parsed again."""
+    names, _ = _read_header(path)
+    with _CountingFile(path) as source:
+        parts = [batch.column(name) for batch in _Batches(source, path, names, include=[name])]
+    return pc.utf8_trim_whitespace(pa.concat_arrays(parts) if parts else pa.array([], pa.string()))
 
 
 @dataclass(frozen=True)
@@ -300,41 +347,20 @@ def _read_file(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The file's valid rows (the kept columns), and its row rejects."""
     names, has_records = _read_header(path)
-    wrong_width = [0]
-
-    def skip_invalid(row: pacsv.InvalidRow) -> str:
-        wrong_width[0] += 1
-        return "skip"
-
     kept_parts, reject_parts, records = [], [], 0
-    if has_records:
-        try:
-            reader = pacsv.open_csv(
-                path,
-                read_options=pacsv.ReadOptions(skip_rows=1, column_names=names, block_size=_CHUNK),
-                parse_options=pacsv.ParseOptions(
-                    newlines_in_values=True, invalid_row_handler=skip_invalid
-                ),
-                convert_options=pacsv.ConvertOptions(
-                    column_types=dict.fromkeys(names, pa.string()),
-                    strings_can_be_null=False,
-                    quoted_strings_can_be_null=False,
-                ),
-            )
-            for batch in reader:
-                block = _parse_batch(batch, spec, known, records, template)
-                valid = ~block.rejected
-                if on_block is not None:
-                    on_block(block.frame.loc[valid].reset_index(drop=True))
-                kept_parts.append(shape.take(block.frame, valid, block.codes))
-                reject_parts.append(block.rejects)
-                ledger.add(number, records, block.ids, valid)
-                records += batch.num_rows
-        except pa.ArrowInvalid as e:
-            if "utf8" in str(e).lower():
-                raise SourceError(path, "not UTF-8 text", line=_first_non_utf8_line(path)) from e
-            raise SourceError(path, f"not parseable as CSV ({e})") from e
-    lines, broken = _record_lines(path, len(names), records, wrong_width[0])
+    with _CountingFile(path) as counted:
+        batches = _Batches(counted, path, names)
+        for batch in batches if has_records else ():
+            block = _parse_batch(batch, spec, known, records, template)
+            valid = ~block.rejected
+            if on_block is not None:
+                on_block(block.frame.loc[valid].reset_index(drop=True))
+            kept_parts.append(shape.take(block.frame, valid, block.codes))
+            reject_parts.append(block.rejects)
+            ledger.add(number, records, block.ids, valid)
+            records += batch.num_rows
+        counted.read_to_end()
+    lines, broken = _record_lines(path, len(names), records, batches.wrong_width, counted)
     ledger.lines[number] = lines
     if not kept_parts:
         nothing = np.zeros(0, dtype=bool)
@@ -359,6 +385,85 @@ def _read_file(
         )
     rejects = rejects.assign(source=spec.name, file=path.name, **{_FILE: number})
     return kept, rejects[["source", _FILE, "file", "line", "reason", "raw"]]
+
+
+class _CountingFile(io.FileIO):
+    """The file as pyarrow reads it, counting line feeds and quotes on the way: mapping records
+    to physical lines then needs no second pass. (Read through Python, arrow also buffers
+    tens of MB ahead of the parse instead of hundreds.)"""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, "r")
+        self.newlines, self.quotes, self.size, self.last = 0, 0, 0, b"\n"
+        self.reads, self.parsed = 0, 0
+        self.room = threading.Condition()
+
+    def parsed_block(self) -> None:
+        with self.room:
+            self.parsed += 1
+            self.room.notify_all()
+
+    def read(self, size: int = -1) -> bytes:
+        with self.room:
+            self.room.wait_for(lambda: self.reads - self.parsed < _READ_AHEAD, timeout=1.0)
+            self.reads += 1
+        data = super().read(size)
+        if data:
+            self.newlines += data.count(b"\n")
+            if b'"' in data:
+                self.quotes += data.count(b'"')
+            self.size += len(data)
+            self.last = data[-1:]
+        return data
+
+    def read_to_end(self) -> None:
+        while self.read(_CHUNK):
+            pass
+
+
+class _Batches:
+    """A file's records as text columns, block by block; rows of the wrong width are skipped
+    and counted (their lines are found afterwards)."""
+
+    def __init__(
+        self,
+        source: _CountingFile,
+        path: Path,
+        names: list[str],
+        include: list[str] | None = None,
+    ) -> None:
+        self.source, self.path, self.names, self.wrong_width = source, path, names, 0
+        self.include = include or []
+
+    def _skip(self, row: pacsv.InvalidRow) -> str:
+        self.wrong_width += 1
+        return "skip"
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        try:
+            reader = pacsv.open_csv(
+                self.source,
+                read_options=pacsv.ReadOptions(
+                    skip_rows=1, column_names=self.names, block_size=_CHUNK
+                ),
+                parse_options=pacsv.ParseOptions(
+                    newlines_in_values=True, invalid_row_handler=self._skip
+                ),
+                convert_options=pacsv.ConvertOptions(
+                    column_types=dict.fromkeys(self.names, pa.string()),
+                    include_columns=self.include,
+                    strings_can_be_null=False,
+                    quoted_strings_can_be_null=False,
+                ),
+            )
+            for batch in reader:
+                yield batch
+                self.source.parsed_block()  # the caller is done with it: read on
+        except pa.ArrowInvalid as e:
+            if "utf8" in str(e).lower():
+                line = _first_non_utf8_line(self.path)
+                raise SourceError(self.path, "not UTF-8 text", line=line) from e
+            raise SourceError(self.path, f"not parseable as CSV ({e})") from e
 
 
 @dataclass(frozen=True)
@@ -434,7 +539,7 @@ def _parse_batch(
 
 
 def _record_lines(
-    path: Path, n_fields: int, n_valid: int, n_invalid: int
+    path: Path, n_fields: int, n_valid: int, n_invalid: int, counted: _CountingFile
 ) -> tuple[np.ndarray | None, list[tuple[int, str, str]]]:
     """Physical line of each parsed record (by ordinal; None: record n is on line n + 2), and
     the wrong-width records.
@@ -443,15 +548,8 @@ def _record_lines(
     recognised by counting bytes; anything else is walked with the csv module,
     which also catches a quoted field left open at the end of a truncated file.
     """
-    newlines, quotes, size, last = 0, 0, 0, b"\n"
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            newlines += chunk.count(b"\n")
-            quotes += chunk.count(b'"')
-            size += len(chunk)
-            last = chunk[-1:]
-    physical = newlines + (1 if size and last != b"\n" else 0)
-    if n_invalid == 0 and physical == n_valid + 1 and quotes % 2 == 0:
+    physical = counted.newlines + (1 if counted.size and counted.last != b"\n" else 0)
+    if n_invalid == 0 and physical == n_valid + 1 and counted.quotes % 2 == 0:
         return None, []
     valid: list[int] = []
     wrong: list[tuple[int, str, str]] = []
