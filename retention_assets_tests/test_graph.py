@@ -8,7 +8,7 @@ import pandas as pd
 import psycopg2
 import pytest
 
-from retention_assets.assets import ALL_ASSETS
+from retention_assets.assets import ALL_ASSETS, ANALYTICS_ASSETS
 from retention_assets.definitions import build_resources
 from retention_assets.settings import Settings
 from retention_assets.storage.tables import read_pickle, read_table
@@ -107,6 +107,20 @@ def test_rerun_is_idempotent_and_retention_keeps_history(database_url, schema, c
     assert materialize(HAND_DIR, database_url, schema, run_config=later).success
     history = table(conn, schema, "retention").sort_values("as_of")
     assert history["as_of"].astype(str).tolist() == ["2024-06-30", "2024-07-05"]
+
+
+def test_analytics_alone_read_their_columns_from_the_stored_sources(database_url, schema, conn):
+    """In one run the sources hand on a few columns, ids as categorical codes; a run of the
+    analytics alone reads those columns from the tables, ids as text. Same tables either way."""
+    assert materialize(HAND_DIR, database_url, schema).success
+    first = {name: table(conn, schema, name) for name in ("rfm_features", "rfm", "clv")}
+    analytics = [dg.AssetKey(a.key.path) for a in ANALYTICS_ASSETS]
+    result = materialize(HAND_DIR, database_url, schema, selection=analytics)
+    assert result.success
+    ran = {m.asset_key.path[-1] for m in result.get_asset_materialization_events()}
+    assert ran == {"rfm_features", "rfm_model", "rfm", "clv", "retention"}
+    for name, frame in first.items():
+        pd.testing.assert_frame_equal(table(conn, schema, name), frame)
 
 
 def test_rejected_rows_are_stored_and_the_blocking_check_stops_downstream(

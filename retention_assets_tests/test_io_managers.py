@@ -30,8 +30,7 @@ def io_managers(database: PostgresResource) -> dict[str, object]:
     }
 
 
-@dg.asset(metadata={"money_columns": ["amount"]})
-def payments() -> pd.DataFrame:
+def payments_frame() -> pd.DataFrame:
     return pd.DataFrame(
         {
             "customer_id": pd.Series(["17", "CUST-2", "17"], dtype="str"),
@@ -40,6 +39,11 @@ def payments() -> pd.DataFrame:
             "note": pd.Series(["", None, 'a "quoted", note'], dtype="str"),
         }
     )
+
+
+@dg.asset(metadata={"money_columns": ["amount"]})
+def payments() -> pd.DataFrame:
+    return payments_frame()
 
 
 @dg.asset
@@ -61,7 +65,7 @@ def test_frames_are_written_loaded_and_described(database):
     with database.connect() as conn:
         stored = read_table(conn, database.db_schema, "payments")
         totals = read_table(conn, database.db_schema, "spend")
-    pd.testing.assert_frame_equal(stored, payments())
+    pd.testing.assert_frame_equal(stored, payments_frame())
     assert dict(zip(totals["customer_id"], totals["total"], strict=True)) == {
         "17": 119.99,
         "CUST-2": 0.1,
@@ -221,3 +225,58 @@ def test_a_frame_written_in_this_run_is_not_read_back(database, monkeypatch):
     # payments from an earlier run: read from its table, with the same dtypes
     result = dg.materialize([spend, payments.to_source_asset()], resources=io_managers(database))
     assert result.success and reads == ["payments"]
+
+
+@dg.asset(ins={"payments": dg.AssetIn(metadata={"columns": ["customer_id", "amount"]})})
+def spend_by_columns(payments: pd.DataFrame) -> pd.DataFrame:
+    assert list(payments.columns) == ["customer_id", "amount"]
+    return payments.groupby("customer_id", as_index=False).agg(total=("amount", "sum"))
+
+
+def test_an_input_gets_just_the_columns_it_names(database, monkeypatch):
+    import retention_assets.io_managers as io
+
+    reads = []
+    real_read = io.read_table
+    monkeypatch.setattr(io, "read_table", lambda *a: reads.append(a[2:]) or real_read(*a))
+    # same run: the frame payments returned, cut to the columns
+    assert dg.materialize([payments, spend_by_columns], resources=io_managers(database)).success
+    assert reads == []
+    # a later run: only those columns are read from the table
+    later = [spend_by_columns, payments.to_source_asset()]
+    assert dg.materialize(later, resources=io_managers(database)).success
+    assert reads == [("payments", ["customer_id", "amount"])]
+    with database.connect() as conn:
+        totals = read_table(conn, database.db_schema, "spend_by_columns")
+    assert dict(zip(totals["customer_id"], totals["total"], strict=True)) == {
+        "17": 119.99,
+        "CUST-2": 0.1,
+    }
+
+
+def test_a_frame_the_asset_stored_itself_serves_only_the_columns_it_holds(database, monkeypatch):
+    """An asset that wrote its own table hands on some columns: inputs asking for those get
+    them; an input wanting the whole table reads it."""
+    import retention_assets.io_managers as io
+    from retention_assets.storage.tables import write_table
+
+    @dg.asset(io_manager_key="source_io_manager")
+    def payments(database: PostgresResource) -> pd.DataFrame:
+        whole = payments_frame()
+        with database.connect() as conn:
+            write_table(conn, database.db_schema, "payments", whole, ["amount"])
+        return whole[["customer_id", "amount"]]
+
+    resources = {
+        **io_managers(database),
+        "source_io_manager": PostgresPandasIOManager(database=database, stored_by_asset=True),
+        "database": database,
+    }
+    reads = []
+    real_read = io.read_table
+    monkeypatch.setattr(io, "read_table", lambda *a: reads.append(a[2:]) or real_read(*a))
+    assert dg.materialize([payments, spend_by_columns, spend], resources=resources).success
+    assert reads == [("payments", None)]  # spend wants every column: read from the table
+    with database.connect() as conn:
+        totals = read_table(conn, database.db_schema, "spend_by_columns")
+    assert totals["total"].sum() == pytest.approx(120.09)
