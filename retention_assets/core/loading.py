@@ -354,7 +354,7 @@ def _read_file(
             block = _parse_batch(batch, spec, known, records, template)
             valid = ~block.rejected
             if on_block is not None:
-                on_block(block.frame.loc[valid].reset_index(drop=True))
+                on_block(block.valid_rows())
             kept_parts.append(shape.take(block.frame, valid, block.codes))
             reject_parts.append(block.rejects)
             ledger.add(number, records, block.ids, valid)
@@ -473,6 +473,11 @@ class _Block:
     rejects: pd.DataFrame  # `line` holds record ordinals until the file is mapped
     codes: dict[str, np.ndarray]  # referencing column -> index into the referenced ids
     ids: pa.Array  # the id column's trimmed text
+
+    def valid_rows(self) -> pd.DataFrame:
+        if not self.rejected.any():
+            return self.frame
+        return self.frame.loc[~self.rejected].reset_index(drop=True)
 
 
 def _parse_batch(
