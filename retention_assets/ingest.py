@@ -14,6 +14,7 @@ from contextlib import suppress
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
 from .core.loading import LoadedSource, load_source, source_template
 from .core.sources import SourceSpec
@@ -42,7 +43,7 @@ def load_and_store(
     blocks: queue.Queue[object] = queue.Queue(maxsize=_QUEUE_BLOCKS)
     outcome: dict[str, object] = {}
 
-    def items() -> Iterator[pd.DataFrame | LaterDuplicates]:
+    def items() -> Iterator[pa.Table | LaterDuplicates]:
         while (item := blocks.get()) is not _END:
             if isinstance(item, _LoadFailed):
                 raise item

@@ -115,3 +115,22 @@ def test_a_bad_file_half_way_leaves_the_old_table(conn, tmp_path, monkeypatch):
         load_and_store(conn, SCHEMA, CUSTOMERS, source_files(tmp_path, "customers"), {}, [])
     pd.testing.assert_frame_equal(read_table(conn, SCHEMA, "customers"), before)
     assert staging_tables(conn, SCHEMA) == []
+
+
+def test_blocks_of_another_layout_are_refused_and_nothing_is_replaced(conn):
+    import pyarrow as pa
+
+    from retention_assets.storage.tables import write_table, write_table_blocks
+
+    template = pd.DataFrame({"id": pd.Series(dtype="str"), "at": pd.Series(dtype="datetime64[us]")})
+    write_table(conn, SCHEMA, "layout", template.assign(id=["kept"], at=[pd.Timestamp(0)]))
+    good = pa.table({"id": ["a"], "at": pa.array([0], pa.timestamp("us"))})
+    wrong = pa.table({"id": ["b"], "at": pa.array([0], pa.timestamp("ms"))})
+    with pytest.raises(ValueError, match="block schema"):
+        write_table_blocks(conn, SCHEMA, "layout", template, [good, wrong])
+    with pytest.raises(ValueError, match="block columns"):
+        write_table_blocks(conn, SCHEMA, "layout", template, [template.assign(at=[])[["at", "id"]]])
+    assert read_table(conn, SCHEMA, "layout")["id"].tolist() == ["kept"]
+    last = pd.DataFrame({"id": ["c"], "at": pd.Series([0], dtype="datetime64[us]")})
+    write_table_blocks(conn, SCHEMA, "layout", template, [good, last])
+    assert read_table(conn, SCHEMA, "layout")["id"].tolist() == ["a", "c"]

@@ -16,23 +16,15 @@ import pyarrow.compute as pc
 DATE_DTYPE = pd.ArrowDtype(pa.date32())
 
 
-def parse_timestamps(text: pa.Array) -> pd.Series:
-    """ISO 8601 text (nulls allowed) -> datetime64[us]; anything unparseable becomes NaT."""
+def parse_timestamps(text: pa.Array) -> pa.Array:
+    """ISO 8601 text (nulls allowed) -> timestamp[us]; anything unparseable becomes null."""
     try:
-        return pc.cast(text, pa.timestamp("us")).to_pandas().astype("datetime64[us]")
+        return pc.cast(text, pa.timestamp("us"))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass  # some value is not plain ISO 8601: parse value by value, coercing failures
     # utc=True: values with an offset are converted to UTC, naive values are kept as written.
     parsed = pd.to_datetime(text.to_pandas(), format="ISO8601", errors="coerce", utc=True)
-    return parsed.dt.tz_localize(None).astype("datetime64[us]")
-
-
-def to_date32(timestamps: pd.Series) -> pd.Series:
-    """Drop the time part, keeping nulls, as an Arrow date32 column."""
-    arr = pa.array(timestamps.dt.normalize(), from_pandas=True)
-    return pd.Series(
-        pd.arrays.ArrowExtensionArray(pc.cast(arr, pa.date32(), safe=False)), index=timestamps.index
-    )
+    return pa.array(parsed.dt.tz_localize(None).astype("datetime64[us]"), pa.timestamp("us"))
 
 
 def as_datetime(dates: pd.Series) -> pd.Series:

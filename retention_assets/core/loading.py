@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from .dates import DATE_DTYPE, parse_timestamps, to_date32
+from .dates import DATE_DTYPE, parse_timestamps
 from .sources import Column, SourceSpec
 
 BOM = b"\xef\xbb\xbf"
@@ -97,17 +97,18 @@ def load_source(
     spec: SourceSpec,
     files: list[Path],
     known_ids: Mapping[str, pd.Series] | None = None,
-    on_block: Callable[[pd.DataFrame], None] | None = None,
+    on_block: Callable[[pa.Table], None] | None = None,
     template: pd.DataFrame | None = None,
     keep: Sequence[str] | None = None,
 ) -> LoadedSource:
     """Read and validate every drop of one source; `known_ids` holds the referenced sources' ids.
 
     Files are streamed in blocks: only one block's text is in memory at a time, next to the
-    rows kept so far. `on_block` gets each block's valid rows (in source_template's layout)
-    as soon as they are typed, before duplicates across blocks are known: the caller can store
-    them while the next block is parsed, then drop `LoadedSource.duplicate_ids`. A caller that
-    already built the template (to create the table) passes it in.
+    rows kept so far. `on_block` gets each block's valid rows (an Arrow table with
+    source_template's columns) as soon as they are typed, before duplicates across blocks are
+    known: the caller can store them while the next block is parsed, then drop
+    `LoadedSource.duplicate_ids`. A caller that already built the template (to create the
+    table) passes it in.
 
     `keep` names the columns `LoadedSource.frame` holds (default: all), so a caller that only
     aggregates two columns of 14M rows does not hold the other three. A column referencing a
@@ -166,12 +167,12 @@ class _KeptShape:
                 categories[name] = pd.Index(ids, dtype="str")
         return cls(kept, categories)
 
-    def take(self, frame: pd.DataFrame, rows: np.ndarray, codes: Mapping[str, np.ndarray]):
-        """The kept columns of `frame`'s `rows` (a boolean mask), referencing columns as their
-        int32 codes: categoricals are made once, by `decode`, as each one hashes its
+    def take(self, table: pa.Table, rows: np.ndarray, codes: Mapping[str, np.ndarray]):
+        """The kept columns of `table`'s `rows` (a boolean mask) as pandas, referencing columns
+        as their int32 codes: categoricals are made once, by `decode`, as each one hashes its
         categories whenever blocks are concatenated."""
-        out = frame.loc[rows, [c for c in self.columns if c not in self.categories]]
-        out = out.reset_index(drop=True)
+        plain = table.select([c for c in self.columns if c not in self.categories])
+        out = plain.filter(pa.array(rows)).to_pandas(types_mapper=_PANDAS_TYPES.get)
         for name in self.categories:
             out[name] = codes[name][rows]
         return out[self.columns]
@@ -341,7 +342,7 @@ def _read_file(
     known: Mapping[str, pa.Array],
     number: int,
     template: pd.DataFrame,
-    on_block: Callable[[pd.DataFrame], None] | None,
+    on_block: Callable[[pa.Table], None] | None,
     shape: _KeptShape,
     ledger: _IdLedger,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -355,7 +356,7 @@ def _read_file(
             valid = ~block.rejected
             if on_block is not None:
                 on_block(block.valid_rows())
-            kept_parts.append(shape.take(block.frame, valid, block.codes))
+            kept_parts.append(shape.take(block.table, valid, block.codes))
             reject_parts.append(block.rejects)
             ledger.add(number, records, block.ids, valid)
             records += batch.num_rows
@@ -365,7 +366,8 @@ def _read_file(
     if not kept_parts:
         nothing = np.zeros(0, dtype=bool)
         no_codes = dict.fromkeys(shape.categories, np.zeros(0, dtype=np.int32))
-        kept_parts.append(shape.take(template, nothing, no_codes))
+        empty = pa.Table.from_pandas(template, preserve_index=False)
+        kept_parts.append(shape.take(empty, nothing, no_codes))
     kept = pd.concat(kept_parts, ignore_index=True)
     rejects = pd.concat(reject_parts, ignore_index=True) if reject_parts else _no_rejects()
     rejects["line"] = _physical(lines, rejects["line"].to_numpy().astype("int64"))
@@ -468,16 +470,14 @@ class _Batches:
 
 @dataclass(frozen=True)
 class _Block:
-    frame: pd.DataFrame  # every row of the block, typed, in source_template's layout
+    table: pa.Table  # every row of the block, typed, in source_template's layout
     rejected: np.ndarray
     rejects: pd.DataFrame  # `line` holds record ordinals until the file is mapped
     codes: dict[str, np.ndarray]  # referencing column -> index into the referenced ids
     ids: pa.Array  # the id column's trimmed text
 
-    def valid_rows(self) -> pd.DataFrame:
-        if not self.rejected.any():
-            return self.frame
-        return self.frame.loc[~self.rejected].reset_index(drop=True)
+    def valid_rows(self) -> pa.Table:
+        return self.table.filter(pa.array(~self.rejected)) if self.rejected.any() else self.table
 
 
 def _parse_batch(
@@ -491,33 +491,30 @@ def _parse_batch(
     names = batch.schema.names
     text = {name: pc.utf8_trim_whitespace(batch.column(name)) for name in names}
     problems = _Problems(batch.num_rows)
-    typed: dict[str, pd.Series] = {}
+    typed: dict[str, pa.Array] = {}
     for col in spec.columns:
         if col.name in text:
             typed[col.name] = _parse_column(col, text[col.name], problems)
         else:
-            typed[col.name] = _empty(col, batch.num_rows)
+            typed[col.name] = pa.nulls(batch.num_rows, _ARROW_TYPES[col.kind])
     codes: dict[str, np.ndarray] = {}
     for col in spec.columns:
         if col.references in known:
-            found = pc.index_in(
-                pa.array(typed[col.name], pa.string(), from_pandas=True),
-                value_set=known[col.references],
-            )
+            found = pc.index_in(typed[col.name], value_set=known[col.references])
             codes[col.name] = found.fill_null(-1).to_numpy().astype(np.int32, copy=False)
             problems.add(
-                typed[col.name].notna().to_numpy() & (codes[col.name] < 0),
+                typed[col.name].is_valid().to_numpy(zero_copy_only=False) & (codes[col.name] < 0),
                 f"unknown {col.name}",
                 text.get(col.name),
             )
         if col.not_before:
-            early = (typed[col.name] < typed[col.not_before]).fillna(False).to_numpy()
-            problems.add(early, f"{col.name} before {col.not_before}")
+            early = pc.less(typed[col.name], typed[col.not_before]).fill_null(False)
+            problems.add(
+                early.to_numpy(zero_copy_only=False), f"{col.name} before {col.not_before}"
+            )
     for name in names:
         if spec.column(name) is None:  # extra columns are kept as optional text
             typed[name] = _parse_column(Column(name, "text"), text[name], problems)
-    for name in template.columns.difference(list(typed), sort=False):
-        typed[name] = pd.Series([None] * batch.num_rows, dtype=template[name].dtype)
     rejected = problems.mask()
     rows = np.flatnonzero(rejected)
     rejects = pd.DataFrame(
@@ -534,13 +531,10 @@ def _parse_batch(
             else [],
         }
     )
-    return _Block(
-        pd.DataFrame({name: typed[name] for name in template.columns}),
-        rejected,
-        rejects,
-        codes,
-        text[spec.id_column],
+    table = pa.table(
+        {name: typed.get(name, pa.nulls(batch.num_rows, pa.string())) for name in template.columns}
     )
+    return _Block(table, rejected, rejects, codes, text[spec.id_column])
 
 
 def _record_lines(
@@ -632,7 +626,7 @@ class _Problems:
         return ["; ".join(by_row[row]) for row in rows.tolist()]
 
 
-def _parse_column(col: Column, text: pa.Array, problems: _Problems) -> pd.Series:
+def _parse_column(col: Column, text: pa.Array, problems: _Problems) -> pa.Array:
     """Typed values of one column; every unparseable or out-of-range value is a problem."""
     is_missing = pc.equal(text, "")
     missing = is_missing.to_numpy(zero_copy_only=False)
@@ -640,11 +634,14 @@ def _parse_column(col: Column, text: pa.Array, problems: _Problems) -> pd.Series
         problems.add(missing, f"missing {col.name}")
     values = pc.if_else(is_missing, None, text)
     if col.kind == "text":
-        return pd.Series(values.to_pandas(), dtype="str")
+        return values
     if col.kind in ("date", "timestamp"):
         parsed = parse_timestamps(values)
-        problems.add(~missing & parsed.isna().to_numpy(), f"unparseable {col.name}", text)
-        return to_date32(parsed) if col.kind == "date" else parsed
+        unparsed = ~missing & parsed.is_null().to_numpy(zero_copy_only=False)
+        problems.add(unparsed, f"unparseable {col.name}", text)
+        if col.kind == "timestamp":
+            return parsed
+        return pc.floor_temporal(parsed, unit="day").cast(pa.date32())
     number = _parse_numbers(values)
     problems.add(~missing & np.isnan(number), f"unparseable {col.name}", text)
     infinite = np.isinf(number)
@@ -652,13 +649,15 @@ def _parse_column(col: Column, text: pa.Array, problems: _Problems) -> pd.Series
     finite = np.where(infinite, np.nan, number)
     if col.kind == "money":
         problems.add(finite < 0, f"negative {col.name}", text)
-        return pd.Series(finite, dtype="float64")
+        return pa.array(finite, pa.float64(), from_pandas=True)
     known = ~np.isnan(finite)
     whole = known & (np.mod(finite, 1, where=known, out=np.zeros_like(finite)) == 0)
     problems.add(known & ~whole, f"{col.name} is not a whole number", text)
     low = (finite <= 0) if col.positive else (finite < 0)
     problems.add(whole & low, f"{col.name} must be {'> 0' if col.positive else '>= 0'}", text)
-    return pd.Series(np.where(whole, finite, np.nan)).astype("Int64")
+    return pa.array(np.where(whole, finite, np.nan), pa.float64(), from_pandas=True).cast(
+        pa.int64()
+    )
 
 
 def _parse_numbers(values: pa.Array) -> np.ndarray:
@@ -675,6 +674,22 @@ _DTYPES = {
     "timestamp": "datetime64[us]",
     "money": "float64",
     "count": "Int64",
+}
+
+
+_ARROW_TYPES = {
+    "text": pa.string(),
+    "date": pa.date32(),
+    "timestamp": pa.timestamp("us"),
+    "money": pa.float64(),
+    "count": pa.int64(),
+}
+# How typed Arrow columns become the template's pandas dtypes (floats and timestamps convert
+# as they are).
+_PANDAS_TYPES = {
+    pa.string(): pd.Series(dtype="str").dtype,
+    pa.date32(): DATE_DTYPE,
+    pa.int64(): pd.Int64Dtype(),
 }
 
 

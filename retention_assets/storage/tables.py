@@ -219,8 +219,8 @@ def _column_list(names: Iterable[str]) -> sql.Composable:
     return sql.SQL(", ").join(map(sql.Identifier, names))
 
 
-def _to_arrow(part: pd.DataFrame, columns: Sequence[_Column]) -> pa.Table:
-    table = pa.Table.from_pandas(part, preserve_index=False)
+def _to_arrow(part: pd.DataFrame | pa.Table, columns: Sequence[_Column]) -> pa.Table:
+    table = part if isinstance(part, pa.Table) else pa.Table.from_pandas(part, preserve_index=False)
     arrays = []
     for col, array in zip(columns, table.columns, strict=True):
         try:
@@ -244,10 +244,17 @@ def _check_readable(col: _Column, array: pa.ChunkedArray) -> None:
         )
 
 
-def _copy_chunks(df: pd.DataFrame, columns: Sequence[_Column], binary: bool) -> Iterator[bytes]:
+def _copy_chunks(
+    df: pd.DataFrame | pa.Table, columns: Sequence[_Column], binary: bool
+) -> Iterator[bytes]:
     """The COPY data of ``df`` in binary or CSV, encoded _BATCH_ROWS rows at a time."""
     parts = (
-        _to_arrow(df.iloc[start : start + _BATCH_ROWS], columns)
+        _to_arrow(
+            df.slice(start, _BATCH_ROWS)
+            if isinstance(df, pa.Table)
+            else df.iloc[start : start + _BATCH_ROWS],
+            columns,
+        )
         for start in range(0, len(df), _BATCH_ROWS)
     )
     if not binary:
@@ -300,7 +307,7 @@ def _copy_in(
     cur: Cursor,
     target: sql.Composable,
     columns: Sequence[_Column],
-    df: pd.DataFrame,
+    df: pd.DataFrame | pa.Table,
     created_from_columns: bool,
 ) -> None:
     binary = _binary_copy(columns, created_from_columns)
@@ -405,26 +412,32 @@ def write_table_blocks(
     schema: str,
     table: str,
     template: pd.DataFrame,
-    blocks: Iterable[pd.DataFrame | LaterDuplicates],
+    blocks: Iterable[pd.DataFrame | pa.Table | LaterDuplicates],
     money_columns: Sequence[str] = (),
 ) -> list[tuple[str, str]]:
     """Replace ``schema.table`` atomically with the rows of ``blocks``, each COPYed as it
     arrives, so that whoever produces them (e.g. a CSV loader in another thread) works on
     the next block meanwhile.
 
-    Every block has ``template``'s columns and dtypes. A ``LaterDuplicates`` item names a key
+    Every block has ``template``'s columns and dtypes, or is an Arrow table of the types
+    they are written as (pandas "str" as string, datetime64[us] as timestamp[us], ...), which
+    goes to COPY without a pandas round trip. A ``LaterDuplicates`` item names a key
     column and keys whose rows after the first one (in arrival order) are deleted before the
     swap: duplicates found only once every block was seen. An exception from ``blocks`` rolls
     everything back, leaving the old table as it was."""
     columns = _columns_for(template, money_columns)
     expected = template.dtypes
+    expected_arrow = pa.schema([pa.field(col.name, col.arrow_type) for col in columns])
 
     def fill(cur: Cursor, staging: sql.Identifier) -> None:
         for block in blocks:
             if isinstance(block, LaterDuplicates):
                 _delete_later_duplicates(cur, staging, block)
                 continue
-            if not block.dtypes.equals(expected):
+            if isinstance(block, pa.Table):
+                if not block.schema.equals(expected_arrow):
+                    raise ValueError(f"block schema {block.schema} differs from {expected_arrow}")
+            elif not block.dtypes.equals(expected):
                 raise ValueError(f"block columns {dict(block.dtypes)} differ from the template's")
             _copy_in(cur, staging, columns, block, created_from_columns=True)
 
