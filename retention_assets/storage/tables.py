@@ -57,7 +57,6 @@ from psycopg2 import sql
 
 __all__ = [
     "TableNotFoundError",
-    "column_types",
     "count_rows",
     "read_pickle",
     "read_table",
@@ -400,11 +399,6 @@ def write_table(
 ) -> list[tuple[str, str]]:
     """Replace ``schema.table`` with ``df`` atomically; returns [(column, PostgreSQL type)]."""
     return write_table_blocks(conn, schema, table, df, [df], money_columns)
-
-
-def column_types(df: pd.DataFrame, money_columns: Sequence[str] = ()) -> list[tuple[str, str]]:
-    """[(column, PostgreSQL type)] that write_table gives ``df``."""
-    return [(col.name, col.pg_type) for col in _columns_for(df, money_columns)]
 
 
 def write_table_blocks(
