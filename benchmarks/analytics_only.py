@@ -9,7 +9,7 @@ import json
 import time
 from pathlib import Path
 
-from retention_assets.assets.reads import handed_on
+from retention_assets.assets.reads import READS, handed_on
 from retention_assets.core.clv import clv_frame
 from retention_assets.core.loading import load_source, source_files
 from retention_assets.core.retention import retention_summary
@@ -30,8 +30,7 @@ def main() -> None:
     started = time.perf_counter()
     loaded = {}
     for name in ("customers", "packages", "transactions", "attendance"):
-        refs = {col.references for col in SOURCES[name].columns if col.references}
-        known = {ref: loaded[ref].frame[SOURCES[ref].id_column] for ref in refs}
+        known = {ref: loaded[ref].frame[ids[0]] for ref, ids in READS[name].items()}
         files = source_files(args.data, name)
         loaded[name] = load_source(SOURCES[name], files, known, keep=handed_on(name))
     timings["load"] = time.perf_counter() - started

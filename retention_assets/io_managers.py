@@ -56,7 +56,9 @@ class _RunCache:
         self.run_id: str | None = None
         self.frames: dict[tuple[str, str], tuple[pd.DataFrame, bool]] = {}
 
-    def put(self, run_id: str, schema: str, table: str, frame: pd.DataFrame, complete: bool):
+    def put(
+        self, run_id: str, schema: str, table: str, frame: pd.DataFrame, complete: bool
+    ) -> None:
         if run_id != self.run_id:
             self.run_id, self.frames = run_id, {}
         self.frames[(schema, table)] = (frame, complete)

@@ -22,13 +22,13 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from .dates import DATE_DTYPE, parse_timestamps
-from .sources import Column, SourceSpec
+from .sources import Column, Kind, SourceSpec
 
 BOM = b"\xef\xbb\xbf"
 _FILE = "__file"
 _CHUNK = 16 << 20
-_HEAD = 1 << 20
-_READ_AHEAD = 4
+_HEAD = 1 << 20  # bytes read to find the header
+_READ_AHEAD = 4  # blocks arrow may read ahead of the parse
 _LF = ord("\n")
 
 
@@ -82,7 +82,7 @@ def source_template(spec: SourceSpec, files: list[Path]) -> pd.DataFrame:
     first-seen order, typed. Checks every file's header, so structural errors come first."""
     if not files:
         raise SourceError(f"{spec.name}.csv", "missing file: no CSV for this source was found")
-    columns = {col.name: _empty(col, 0) for col in spec.columns}
+    columns = {col.name: _empty(col.kind) for col in spec.columns}
     for path in files:
         names, _ = _read_header(path)
         for required in spec.required:
@@ -90,7 +90,7 @@ def source_template(spec: SourceSpec, files: list[Path]) -> pd.DataFrame:
                 raise SourceError(path, "missing required column", column=required, line=1)
         for name in names:
             if spec.column(name) is None and name not in columns:
-                columns[name] = pd.Series(dtype="str")
+                columns[name] = _empty("text")
     return pd.DataFrame(columns)
 
 
@@ -410,7 +410,14 @@ class _CountingFile(io.FileIO):
         with self.room:
             self.room.wait_for(lambda: self.reads - self.parsed < _READ_AHEAD, timeout=1.0)
             self.reads += 1
-        data = super().read(size)
+        return self._counted(super().read(size))
+
+    def read_to_end(self) -> None:
+        """Count what arrow left unread (a file without records): nothing waits on a parse."""
+        while self._counted(super().read(_CHUNK)):
+            pass
+
+    def _counted(self, data: bytes) -> bytes:
         if data:
             # numpy lets go of the GIL while it counts: the parse goes on meanwhile
             self.newlines += int(np.count_nonzero(np.frombuffer(data, np.uint8) == _LF))
@@ -419,10 +426,6 @@ class _CountingFile(io.FileIO):
             self.size += len(data)
             self.last = data[-1:]
         return data
-
-    def read_to_end(self) -> None:
-        while self.read(_CHUNK):
-            pass
 
 
 class _Batches:
@@ -670,15 +673,6 @@ def _parse_numbers(values: pa.Array) -> np.ndarray:
         return pd.to_numeric(values.to_pandas(), errors="coerce").to_numpy(dtype="float64")
 
 
-_DTYPES = {
-    "text": "str",
-    "date": DATE_DTYPE,
-    "timestamp": "datetime64[us]",
-    "money": "float64",
-    "count": "Int64",
-}
-
-
 _ARROW_TYPES = {
     "text": pa.string(),
     "date": pa.date32(),
@@ -695,9 +689,9 @@ _PANDAS_TYPES = {
 }
 
 
-def _empty(col: Column, n_rows: int) -> pd.Series:
-    """An all-null column of the right type, so an absent optional column keeps the schema."""
-    return pd.Series([None] * n_rows, dtype=_DTYPES[col.kind])
+def _empty(kind: Kind) -> pd.Series:
+    """An empty column of a kind, with the dtype its loaded values get (the same mapping)."""
+    return pa.chunked_array([], _ARROW_TYPES[kind]).to_pandas(types_mapper=_PANDAS_TYPES.get)
 
 
 def _no_rejects() -> pd.DataFrame:

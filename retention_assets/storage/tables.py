@@ -218,6 +218,10 @@ def _column_list(names: Iterable[str]) -> sql.Composable:
     return sql.SQL(", ").join(map(sql.Identifier, names))
 
 
+def _arrow_schema(columns: Sequence[_Column]) -> pa.Schema:
+    return pa.schema([pa.field(col.name, col.arrow_type) for col in columns])
+
+
 def _to_arrow(part: pd.DataFrame | pa.Table, columns: Sequence[_Column]) -> pa.Table:
     table = part if isinstance(part, pa.Table) else pa.Table.from_pandas(part, preserve_index=False)
     arrays = []
@@ -262,9 +266,7 @@ def _copy_chunks(
             pacsv.write_csv(part, sink, _CSV_WRITE)
             yield sink.getvalue().to_pybytes()
         return
-    encoder = pgpq.ArrowToPostgresBinaryEncoder(
-        pa.schema([pa.field(col.name, col.arrow_type) for col in columns])
-    )
+    encoder = pgpq.ArrowToPostgresBinaryEncoder(_arrow_schema(columns))
     yield encoder.write_header()
     for part in parts:
         for batch in part.to_batches():
@@ -421,7 +423,7 @@ def write_table_blocks(
     everything back, leaving the old table as it was."""
     columns = _columns_for(template, money_columns)
     expected = template.dtypes
-    expected_arrow = pa.schema([pa.field(col.name, col.arrow_type) for col in columns])
+    expected_arrow = _arrow_schema(columns)
 
     def fill(cur: Cursor, staging: sql.Identifier) -> None:
         for block in blocks:
