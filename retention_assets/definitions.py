@@ -7,6 +7,7 @@ import dagster as dg
 from .assets import ALL_ASSETS
 from .data_folder import DataFolder
 from .io_managers import PostgresPandasIOManager, PostgresPickleIOManager
+from .jobs import JOBS
 from .resources import PostgresResource
 from .sensor import csv_drops_sensor
 from .settings import Settings
@@ -21,7 +22,6 @@ def build_resources(settings: Settings, database_url: str | None = None) -> dict
         "data_folder": DataFolder(path=settings.data_dir, settle_seconds=settings.settle_seconds),
         "database": database,
         "io_manager": PostgresPandasIOManager(database=database),
-        "source_io_manager": PostgresPandasIOManager(database=database, stored_by_asset=True),
         "model_io_manager": PostgresPickleIOManager(database=database),
     }
 
@@ -32,6 +32,7 @@ def build_definitions(
     # In-process: each step in its own process re-imports pandas + sklearn (~5 s a step here).
     return dg.Definitions(
         assets=ALL_ASSETS,
+        jobs=JOBS,
         resources=build_resources(settings),
         sensors=[csv_drops_sensor(settings.sensor_interval_seconds)],
         executor=dg.in_process_executor,

@@ -47,31 +47,19 @@ def _column_names(context: dg.OutputContext, key: str) -> list[str]:
 class _RunCache:
     """The frames this process wrote during the current run, so a downstream step in the same
     process (the in-process executor) gets them back without reading the table it just wrote.
-
-    A frame is complete when it is exactly its table; an asset that stored its own table hands
-    on only the columns downstream assets read, which serve inputs asking for those. Replaced
-    tables only (not upserts). One run at a time."""
+    Replaced tables only (not upserts). One run at a time."""
 
     def __init__(self) -> None:
         self.run_id: str | None = None
-        self.frames: dict[tuple[str, str], tuple[pd.DataFrame, bool]] = {}
+        self.frames: dict[tuple[str, str], pd.DataFrame] = {}
 
-    def put(
-        self, run_id: str, schema: str, table: str, frame: pd.DataFrame, complete: bool
-    ) -> None:
+    def put(self, run_id: str, schema: str, table: str, frame: pd.DataFrame) -> None:
         if run_id != self.run_id:
             self.run_id, self.frames = run_id, {}
-        self.frames[(schema, table)] = (frame, complete)
+        self.frames[(schema, table)] = frame
 
-    def get(
-        self, run_id: str, schema: str, table: str, columns: list[str] | None
-    ) -> pd.DataFrame | None:
-        frame, complete = self.frames.get((schema, table), (None, False))
-        if frame is None or run_id != self.run_id:
-            return None
-        if columns is None:
-            return frame if complete else None
-        return frame[columns] if set(columns) <= set(frame.columns) else None
+    def get(self, run_id: str, schema: str, table: str) -> pd.DataFrame | None:
+        return self.frames.get((schema, table)) if run_id == self.run_id else None
 
 
 _RUN_CACHE = _RunCache()
@@ -94,14 +82,9 @@ def table_metadata(
 
 class PostgresPandasIOManager(dg.ConfigurableIOManager):
     """DataFrames as PostgreSQL tables: atomic replace via COPY, or an upsert when the asset's
-    metadata names an ``upsert_key`` (tables that keep history, e.g. one row per snapshot).
-
-    An input whose metadata names ``columns`` (``dg.AssetIn(metadata={"columns": [...]})``)
-    gets just those columns."""
+    metadata names an ``upsert_key`` (tables that keep history, e.g. one row per snapshot)."""
 
     database: PostgresResource
-    # The asset stored its table itself (and reported it): only hand on the frame it returns.
-    stored_by_asset: bool = False
 
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame | None) -> None:
         if obj is None:
@@ -112,9 +95,6 @@ class PostgresPandasIOManager(dg.ConfigurableIOManager):
                 f"{context.asset_key.to_user_string()} returned {type(obj).__name__}"
             )
         schema, table = self.database.db_schema, _table_name(context)
-        if self.stored_by_asset:
-            _RUN_CACHE.put(context.run_id, schema, table, obj, complete=False)
-            return
         money = _column_names(context, MONEY_COLUMNS)
         upsert_key = _column_names(context, UPSERT_KEY)
         started = time.perf_counter()
@@ -125,7 +105,7 @@ class PostgresPandasIOManager(dg.ConfigurableIOManager):
             else:
                 columns = write_table(conn, schema, table, obj, money)
                 row_count = len(obj)
-                _RUN_CACHE.put(context.run_id, schema, table, obj, complete=True)
+                _RUN_CACHE.put(context.run_id, schema, table, obj)
         metadata = table_metadata(schema, table, columns, row_count)
         metadata["write_seconds"] = round(time.perf_counter() - started, 3)
         if upsert_key:
@@ -134,13 +114,11 @@ class PostgresPandasIOManager(dg.ConfigurableIOManager):
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
         schema, table = self.database.db_schema, _table_name(context)
-        columns = (context.definition_metadata or {}).get("columns")
-        columns = None if columns is None else [str(name) for name in columns]
-        cached = _RUN_CACHE.get(context.step_context.run_id, schema, table, columns)
+        cached = _RUN_CACHE.get(context.step_context.run_id, schema, table)
         if cached is not None:
             return cached
         with self.database.connect() as conn:
-            return read_table(conn, schema, table, columns)
+            return read_table(conn, schema, table)
 
 
 class PostgresPickleIOManager(dg.ConfigurableIOManager):

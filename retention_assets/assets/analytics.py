@@ -15,6 +15,7 @@ from ..core.segmentation import SegmentModel, fit_segments
 from ..plots import clv_figure, retention_figure, segment_figure, to_png
 from ..report import clv_by_type, segment_summary, top_customers
 from ..resources import PostgresResource
+from ..storage.activity import customer_activity, feed_ends, order_summary
 from ..storage.tables import TableNotFoundError, read_table
 from .metadata import (
     CLV_COLUMNS,
@@ -30,7 +31,7 @@ from .metadata import (
     ui_table,
 )
 from .policies import DB_RETRY, TABLE_KINDS, check_result, check_spec, fail_fast
-from .reads import source_ins
+from .sources import loaded_files
 
 GROUP = "analytics"
 TABLE_ASSET = {
@@ -44,7 +45,8 @@ TABLE_ASSET = {
 class SnapshotConfig(dg.Config):
     as_of: str | None = Field(
         default=None,
-        description="Snapshot date YYYY-MM-DD; default: the date of the latest event in the data.",
+        description="Snapshot date YYYY-MM-DD; default: the last date both event feeds cover "
+        "(the earlier of the latest check-in's and the latest transaction's date).",
     )
 
 
@@ -74,35 +76,48 @@ class RetentionConfig(dg.Config):
 
 @dg.asset(
     **TABLE_ASSET,
-    ins=source_ins("rfm_features"),
+    deps=[loaded_files],
     tags=FOR_PIPELINE,
     metadata={"money_columns": ["monetary"]},
+    check_specs=[
+        check_spec(
+            "rfm_features",
+            "feeds_in_step",
+            "Warns when the latest check-in and the latest transaction are more than 7 days "
+            "apart: one feed is behind, and the default as_of waits for it.",
+            blocking=False,
+        )
+    ],
 )
 @fail_fast
 def rfm_features(
-    context: dg.AssetExecutionContext,
-    config: SnapshotConfig,
-    customers: pd.DataFrame,
-    transactions: pd.DataFrame,
-    attendance: pd.DataFrame,
-) -> dg.Output[pd.DataFrame]:
+    context: dg.AssetExecutionContext, config: SnapshotConfig, database: PostgresResource
+):
     """Recency (days since last visit, or since signup), visit count and spend per customer
     signed up by the snapshot date `as_of`; later events are ignored. The input of rfm, clv
-    and retention, which all describe the same snapshot."""
-    as_of = (
-        dt.date.fromisoformat(config.as_of)
-        if config.as_of
-        else default_as_of(transactions, attendance)
-    )
-    features = compute_features(customers, transactions, attendance, as_of)
+    and retention, which all describe the same snapshot. Aggregated in PostgreSQL: one row
+    per customer reaches Python."""
+    with database.connect() as conn:
+        ends = feed_ends(conn, database.db_schema)
+        as_of = dt.date.fromisoformat(config.as_of) if config.as_of else default_as_of(*ends)
+        activity = customer_activity(conn, database.db_schema, as_of)
+    features = compute_features(activity, as_of)
+    if features.empty:
+        raise dg.Failure(
+            description=f"no customer signed up on or before as_of {as_of}: nothing to "
+            "describe (check as_of, or that customers*.csv is loaded)",
+            allow_retries=False,
+        )
     context.log.info(f"RFM features for {len(features):,} customers as of {as_of}")
-    return dg.Output(
-        features,
+    in_step = quality.feeds_in_step(*ends)
+    return dg.MaterializeResult(
+        value=features,
         metadata={
             "as_of": as_of.isoformat(),
             "customers": len(features),
             "never_attended": int(features["last_attendance"].isna().sum()),
         },
+        check_results=[check_result("feeds_in_step", in_step, dg.AssetCheckSeverity.WARN)],
     )
 
 
@@ -200,7 +215,6 @@ def rfm(
 
 @dg.asset(
     **TABLE_ASSET,
-    ins=source_ins("clv"),
     tags=FOR_ANALYSTS,
     metadata={
         "money_columns": ["total_spend", "average_order_value", "clv_value"],
@@ -211,7 +225,7 @@ def rfm(
     ],
 )
 @fail_fast
-def clv(config: ClvConfig, rfm_features: pd.DataFrame, transactions: pd.DataFrame):
+def clv(config: ClvConfig, rfm_features: pd.DataFrame, database: PostgresResource):
     """**What a customer is worth over the next year**: `clv_value` = average order value x
     orders in the last `clv_window_days` (365) x `lifespan_years` (1), one row per customer.
 
@@ -222,11 +236,11 @@ def clv(config: ClvConfig, rfm_features: pd.DataFrame, transactions: pd.DataFram
     Each materialization shows `clv_by_type` and `clv_plot` (how clv_value spreads within each
     type) and `top_customers` (the 10 highest clv_value) under Metadata."""
     as_of = snapshot_date(rfm_features)
+    with database.connect() as conn:
+        orders = order_summary(conn, database.db_schema, as_of, config.clv_window_days)
     frame = clv_frame(
         rfm_features,
-        transactions,
-        as_of,
-        window_days=config.clv_window_days,
+        orders,
         lifespan_years=config.lifespan_years,
         churn_days=config.churn_days,
     )

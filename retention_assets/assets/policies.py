@@ -5,10 +5,10 @@ from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
 import dagster as dg
-import psycopg2
 
 from ..core.quality import Verdict
-from ..storage.database import DatabaseUnavailable
+from ..resources import final_failure
+from ..storage.database import is_transient
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -18,19 +18,21 @@ TABLE_KINDS = {"pandas", "postgres"}
 
 
 def fail_fast(compute: Callable[P, R]) -> Callable[P, R]:
-    """Only a database error is worth DB_RETRY's retries: anything else an asset raises (bad
-    data, a bug) fails its step at once instead of after three identical attempts."""
+    """Only a transient database error (is_transient: connection lost, serialization failure,
+    ...) is worth DB_RETRY's retries: anything else an asset raises (bad data, a bug, a database
+    that is down, a full disk) fails its step at once with its reason instead of after three
+    identical attempts."""
 
     @functools.wraps(compute)
     def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return compute(*args, **kwargs)
-        except (psycopg2.OperationalError, psycopg2.InterfaceError, DatabaseUnavailable):
-            raise
         except dg.Failure:
             raise
         except Exception as e:
-            raise dg.Failure(description=f"{type(e).__name__}: {e}", allow_retries=False) from e
+            if is_transient(e):
+                raise
+            raise final_failure(e) from e
 
     return guarded
 

@@ -1,24 +1,33 @@
-"""One asset per CSV source: read every drop, keep the valid rows, store the rejects."""
+"""One asset per CSV source, partitioned by drop file; and `loaded_files`, what is loaded.
 
-from collections.abc import Mapping
+A partition is one file of the data folder (key = file name): materializing it makes that
+file's slice of the source table exactly its valid rows, in one transaction, and stores its
+rejects. Duplicate ids and references are decided across files in PostgreSQL, so any order
+of drops gives the tables a full rebuild would.
+"""
+
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from .. import ingest
 from ..core import quality
-from ..core.loading import LoadedSource, SourceError
-from ..core.sources import ATTENDANCE, CUSTOMERS, PACKAGES, TRANSACTIONS, SourceSpec
+from ..core.loading import SourceError
+from ..core.sources import SOURCES, SourceSpec
 from ..data_folder import DataFolder
+from ..ingest.plan import plan_drops
+from ..ingest.store import store_file
 from ..io_managers import table_metadata
 from ..resources import PostgresResource
-from ..storage.tables import replace_rows
+from ..storage import slices
+from ..storage.tables import Cursor
+from .metadata import md_table
 from .policies import DB_RETRY, TABLE_KINDS, check_result, check_spec, fail_fast
-from .reads import handed_on, source_ins
 
-REJECTS_TABLE = "rejected_rows"
 REJECT_CHECK = "reject_fraction"
+FOLDER_CHECK = "folder_loaded"
+PARTITIONS = {name: dg.DynamicPartitionsDefinition(name=f"{name}_files") for name in SOURCES}
 
 
 class SourceConfig(dg.Config):
@@ -26,142 +35,166 @@ class SourceConfig(dg.Config):
         default=0.05,
         ge=0,
         le=1,
-        description="Above this share of rejected rows the blocking check fails.",
+        description="Above this share of the source's rows rejected, a drop is not stored.",
     )
 
 
-def _money(spec: SourceSpec) -> list[str]:
-    return [c.name for c in spec.columns if c.kind == "money"]
+class _TooManyRejects(Exception):
+    def __init__(self, verdict: quality.Verdict) -> None:
+        super().__init__(verdict.description)
+        self.verdict = verdict
 
 
-def _source_asset_args(spec: SourceSpec, description: str) -> dict:
-    return {
-        "name": spec.name,
-        "group_name": "sources",
-        "kinds": TABLE_KINDS | {"csv"},
-        "retry_policy": DB_RETRY,
-        "io_manager_key": "source_io_manager",
-        "ins": source_ins(spec.name),
-        "description": description,
-        "metadata": {"money_columns": _money(spec)},
-        "check_specs": [
+def _source_asset(spec: SourceSpec, description: str) -> dg.AssetsDefinition:
+    @dg.asset(
+        name=spec.name,
+        group_name="sources",
+        kinds=TABLE_KINDS | {"csv"},
+        partitions_def=PARTITIONS[spec.name],
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        retry_policy=DB_RETRY,
+        description=description,
+        check_specs=[
             check_spec(
                 spec.name,
                 REJECT_CHECK,
-                "Rejected rows stay at or below max_reject_fraction of the rows read.",
+                "Rejected rows stay at or below max_reject_fraction of the source's rows; a drop "
+                "that would pass it is not stored.",
             )
         ],
-    }
+    )
+    @fail_fast
+    def source(
+        context: dg.AssetExecutionContext,
+        config: SourceConfig,
+        data_folder: DataFolder,
+        database: PostgresResource,
+    ):
+        return _store_drops(context, config, spec, Path(data_folder.path), database)
+
+    return source
 
 
-def _materialize_source(
+def _store_drops(
     context: dg.AssetExecutionContext,
     config: SourceConfig,
     spec: SourceSpec,
-    data_folder: DataFolder,
+    folder: Path,
     database: PostgresResource,
-    known_ids: Mapping[str, pd.Series],
 ) -> dg.MaterializeResult:
-    """Validate the source while storing its table; its rejects then replace this source's
-    slice of `rejected_rows`. The IO manager only hands on the columns downstream assets read."""
+    """Store each file of the run's partitions as its slice, each in its own transaction."""
+    schema = database.db_schema
+    verdicts: list[quality.Verdict] = []
+
+    def accept(cur: Cursor) -> None:
+        read, rejected = slices.reject_counts(cur, schema, spec.name)
+        verdict = quality.reject_fraction(read, rejected, config.max_reject_fraction)
+        if not verdict.passed:
+            raise _TooManyRejects(verdict)
+        verdicts.append(verdict)
+
+    stored = []
     with database.connect() as conn:
-        try:
-            loaded, columns = ingest.load_and_store(
-                conn,
-                database.db_schema,
-                spec,
-                data_folder.files(spec.name),
-                known_ids,
-                _money(spec),
-                keep=handed_on(spec.name),
-            )
-        except SourceError as e:  # say where: file, column, line
-            raise dg.Failure(
-                description=str(e),
-                metadata={"file": e.file, "column": e.column or "", "line": e.line or 0},
-                allow_retries=False,
-            ) from e
-        rejects = loaded.rejects.assign(run_id=context.run.run_id)
-        replace_rows(conn, database.db_schema, REJECTS_TABLE, rejects, where={"source": spec.name})
-    if len(rejects):
-        context.log.warning(
-            f"{spec.name}: rejected {len(rejects):,} of {loaded.rows_read:,} rows "
-            f"(see table {REJECTS_TABLE})"
+        for key in context.partition_keys:
+            path = folder / key
+            try:
+                if not path.is_file():
+                    raise SourceError(path, "no such file in the data folder (removed?)")
+                entry = store_file(conn, schema, spec, path, context.run.run_id, accept)
+            except SourceError as e:  # say where: file, column, line
+                raise dg.Failure(
+                    description=str(e),
+                    metadata={"file": e.file, "column": e.column or "", "line": e.line or 0},
+                    allow_retries=False,
+                ) from e
+            except _TooManyRejects as e:
+                raise dg.Failure(
+                    description=f"{key}: storing it would leave {e.verdict.description}; "
+                    "nothing from it was stored (its rejects: read the file at the lines "
+                    "below, or raise max_reject_fraction)",
+                    metadata={**e.verdict.figures, "file": key},
+                    allow_retries=False,
+                ) from e
+            stored.append(entry)
+            if entry.rows_rejected:
+                context.log.warning(
+                    f"{key}: rejected {entry.rows_rejected:,} of {entry.rows_read:,} rows "
+                    f"(see table {slices.REJECTS})"
+                )
+        columns, row_count = slices.table_shape(conn, schema, spec.name)
+        reasons = slices.reject_reasons(conn, schema, spec.name, context.partition_keys)
+    return dg.MaterializeResult(
+        metadata={
+            **table_metadata(schema, spec.name, columns, row_count),
+            **verdicts[-1].figures,
+            "files": [e.file for e in stored],
+            "file_rows_read": sum(e.rows_read for e in stored),
+            "file_rows_rejected": sum(e.rows_rejected for e in stored),
+            "top_reject_reasons": dg.MetadataValue.md(
+                "\n".join(f"- {reason}: {n:,}" for reason, n in reasons) or "none"
+            ),
+        },
+        check_results=[check_result(REJECT_CHECK, verdicts[-1])],
+    )
+
+
+customers = _source_asset(
+    SOURCES["customers"], "Members from customers*.csv: one row per customer_id."
+)
+packages = _source_asset(SOURCES["packages"], "Membership packages and prices from packages*.csv.")
+transactions = _source_asset(
+    SOURCES["transactions"],
+    "Purchases from transactions*.csv, each of a known customer and package.",
+)
+attendance = _source_asset(
+    SOURCES["attendance"], "Club check-ins from attendance*.csv, of known customers."
+)
+
+
+@dg.asset(
+    group_name="sources",
+    kinds=TABLE_KINDS,
+    deps=[customers, packages, transactions, attendance],
+    retry_policy=DB_RETRY,
+    check_specs=[
+        check_spec(
+            slices.MANIFEST,
+            FOLDER_CHECK,
+            "Every CSV drop in the data folder is loaded as it is now (none new, changed or "
+            "failed): the analytics describe the folder.",
         )
-    verdict = quality.reject_fraction(
-        loaded.rows_read, len(loaded.rejects), config.max_reject_fraction
+    ],
+)
+@fail_fast
+def loaded_files(data_folder: DataFolder, database: PostgresResource):
+    """**Which drop files are loaded**: one row per file with its size, modification time,
+    rows read and rejected, and the run that loaded it. Materializing it also takes out the
+    rows of files no longer in the data folder, so the analytics after it describe exactly
+    the folder's files."""
+    schema = database.db_schema
+    with database.connect() as conn:
+        plan = plan_drops(Path(data_folder.path), slices.manifest(conn, schema))
+        if plan.remove:
+            slices.remove_files(conn, schema, plan.remove)
+        loaded = sorted(slices.manifest(conn, schema).values(), key=lambda e: (e.source, e.file))
+    pending = [f"{name}: {p.name}" for name, files in plan.load.items() for p in files]
+    verdict = quality.Verdict(
+        not pending,
+        f"{len(pending)} file(s) not loaded as they are now: {', '.join(pending[:10])}"
+        if pending
+        else f"all {len(loaded)} files loaded",
+        {"files_loaded": len(loaded), "files_pending": len(pending)},
+    )
+    files = pd.DataFrame(
+        [(e.source, e.file, e.rows_read, e.rows_rejected) for e in loaded],
+        columns=["source", "file", "rows_read", "rows_rejected"],
     )
     return dg.MaterializeResult(
-        value=loaded.frame,
         metadata={
-            **table_metadata(database.db_schema, spec.name, columns, len(loaded.frame)),
-            **_load_metadata(loaded, verdict),
+            "dagster/row_count": len(loaded),
+            "dagster/table_name": f"{schema}.{slices.MANIFEST}",
+            "removed_files": [e.file for e in plan.remove],
+            "files": md_table(files),
         },
-        check_results=[check_result(REJECT_CHECK, verdict)],
+        check_results=[check_result(FOLDER_CHECK, verdict)],
     )
-
-
-def _load_metadata(loaded: LoadedSource, verdict: quality.Verdict) -> dict:
-    reasons = loaded.rejects["reason"].str.split(" '").str[0].value_counts().head(10)
-    return {
-        "files": [p.name for p in loaded.files],
-        **verdict.figures,
-        "top_reject_reasons": dg.MetadataValue.md(
-            "\n".join(f"- {reason}: {n:,}" for reason, n in reasons.items()) or "none"
-        ),
-    }
-
-
-@dg.asset(**_source_asset_args(CUSTOMERS, "Members from customers*.csv: one row per customer_id."))
-@fail_fast
-def customers(
-    context: dg.AssetExecutionContext,
-    config: SourceConfig,
-    data_folder: DataFolder,
-    database: PostgresResource,
-):
-    return _materialize_source(context, config, CUSTOMERS, data_folder, database, {})
-
-
-@dg.asset(**_source_asset_args(PACKAGES, "Membership packages and prices from packages*.csv."))
-@fail_fast
-def packages(
-    context: dg.AssetExecutionContext,
-    config: SourceConfig,
-    data_folder: DataFolder,
-    database: PostgresResource,
-):
-    return _materialize_source(context, config, PACKAGES, data_folder, database, {})
-
-
-@dg.asset(
-    **_source_asset_args(
-        TRANSACTIONS, "Purchases from transactions*.csv, each of a known customer and package."
-    )
-)
-@fail_fast
-def transactions(
-    context: dg.AssetExecutionContext,
-    config: SourceConfig,
-    data_folder: DataFolder,
-    database: PostgresResource,
-    customers: pd.DataFrame,
-    packages: pd.DataFrame,
-):
-    known = {"customers": customers["customer_id"], "packages": packages["package_id"]}
-    return _materialize_source(context, config, TRANSACTIONS, data_folder, database, known)
-
-
-@dg.asset(
-    **_source_asset_args(ATTENDANCE, "Club check-ins from attendance*.csv, of known customers.")
-)
-@fail_fast
-def attendance(
-    context: dg.AssetExecutionContext,
-    config: SourceConfig,
-    data_folder: DataFolder,
-    database: PostgresResource,
-    customers: pd.DataFrame,
-):
-    known = {"customers": customers["customer_id"]}
-    return _materialize_source(context, config, ATTENDANCE, data_folder, database, known)

@@ -1,43 +1,65 @@
-"""Customer lifetime value and the predicted customer type (SPEC section 3)."""
+"""Customer lifetime value and the predicted customer type.
+
+Definitions
+-----------
+n_orders, total_spend
+    Transactions dated on or before as_of, and the sum of their amounts.
+average_order_value
+    total_spend / n_orders (0 when n_orders is 0).
+purchase_frequency
+    Orders dated in the window_days calendar days ending with as_of (as_of - window_days + 1
+    .. as_of).
+clv_value
+    average_order_value x purchase_frequency x lifespan_years.
+predicted_customer_type
+    "Churned" when recency_days > churn_days; otherwise by clv_value's percentile rank among
+    the active customers (rank(pct=True, method="average")): above 0.8 "High Value", at most
+    0.4 "Low Value", the rest "Medium Value".
+"""
 
 from __future__ import annotations
-
-import datetime as dt
 
 import numpy as np
 import pandas as pd
 
-from .dates import day_end
 from .lookup import per_customer
 
 CHURNED, HIGH, MEDIUM, LOW = "Churned", "High Value", "Medium Value", "Low Value"
-# The source columns clv_frame reads besides the RFM features.
-READS = {"transactions": ("customer_id", "transaction_date", "amount")}
+# Columns of the per-customer order summary clv_frame takes.
+ORDER_COLUMNS = ("customer_id", "n_orders", "total_spend", "orders_in_window")
 
 
 def clv_frame(
     features: pd.DataFrame,
-    transactions: pd.DataFrame,
-    as_of: dt.date,
-    window_days: int = 365,
+    orders: pd.DataFrame,
     lifespan_years: float = 1.0,
     churn_days: int = 90,
 ) -> pd.DataFrame:
-    """One row per customer of `features` (the RFM universe), in its order."""
-    end = day_end(as_of)
-    window_start = end - pd.Timedelta(days=window_days)
-    orders = transactions.loc[transactions["transaction_date"] < end]
-    orders_by_customer = orders.groupby("customer_id", sort=False).agg(
-        n_orders=("amount", "size"), total_spend=("amount", "sum")
-    )
-    recent = orders.loc[orders["transaction_date"] >= window_start]
-    in_window = recent.groupby("customer_id", sort=False).size()
+    """CLV per customer of the RFM universe.
 
+    Parameters
+    ----------
+    features
+        The rfm_features frame (customer_id, recency_days, ...): the universe and its order.
+    orders
+        One row per customer with orders: n_orders and total_spend up to as_of, and
+        orders_in_window (those in the window_days ending with as_of); customers without a
+        row have none.
+    lifespan_years, churn_days
+        See the module definitions.
+
+    Returns
+    -------
+    customer_id, n_orders, total_spend, average_order_value, purchase_frequency, clv_value,
+    predicted_customer_type; one row per customer of `features`, in its order.
+    """
+    by_customer = orders.set_index("customer_id")
     ids = features["customer_id"]
-    n_orders = per_customer(orders_by_customer["n_orders"], ids).fillna(0).astype("int64")
-    total_spend = per_customer(orders_by_customer["total_spend"], ids).fillna(0.0).astype("float64")
+    n_orders = per_customer(by_customer["n_orders"], ids).fillna(0).astype("int64")
+    total_spend = per_customer(by_customer["total_spend"], ids).fillna(0.0).astype("float64")
     aov = (total_spend / n_orders.where(n_orders > 0)).fillna(0.0)
-    purchase_frequency = per_customer(in_window, ids).fillna(0).astype("int64")
+    purchase_frequency = per_customer(by_customer["orders_in_window"], ids).fillna(0)
+    purchase_frequency = purchase_frequency.astype("int64")
     clv_value = aov * purchase_frequency * float(lifespan_years)
     return pd.DataFrame(
         {

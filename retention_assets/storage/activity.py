@@ -1,0 +1,73 @@
+"""Per-customer figures computed where the events are: one GROUP BY per source in
+PostgreSQL, so the analytics hold one row per customer whatever the length of the history."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+from psycopg2 import sql
+
+from .tables import Connection, _transaction, read_query
+
+
+def _t(schema: str, table: str) -> sql.Identifier:
+    return sql.Identifier(schema, table)
+
+
+def feed_ends(conn: Connection, schema: str) -> tuple[dt.date | None, dt.date | None]:
+    """Dates of the latest check-in and the latest transaction stored (None if none)."""
+    with _transaction(conn) as cur:
+        cur.execute(
+            sql.SQL(
+                "SELECT (SELECT max(check_in)::date FROM {a}), "
+                "(SELECT max(transaction_date)::date FROM {t})"
+            ).format(a=_t(schema, "attendance"), t=_t(schema, "transactions"))
+        )
+        return cur.fetchone()
+
+
+def customer_activity(conn: Connection, schema: str, as_of: dt.date) -> pd.DataFrame:
+    """customer_id, signup_date, last_attendance, frequency, monetary of every customer
+    signed up by as_of, counting the events dated on or before as_of."""
+    query = sql.SQL(
+        "SELECT c.customer_id, c.signup_date, a.last_attendance, a.frequency, t.monetary "
+        "FROM {c} c "
+        "LEFT JOIN (SELECT customer_id, max(check_in) AS last_attendance, count(*) AS frequency "
+        "  FROM {a} WHERE check_in < %(end)s GROUP BY customer_id) a USING (customer_id) "
+        "LEFT JOIN (SELECT customer_id, sum(amount) AS monetary "
+        "  FROM {t} WHERE transaction_date < %(end)s GROUP BY customer_id) t USING (customer_id) "
+        "WHERE c.signup_date <= %(as_of)s"
+    ).format(c=_t(schema, "customers"), a=_t(schema, "attendance"), t=_t(schema, "transactions"))
+    types = {
+        "customer_id": "text",
+        "signup_date": "date",
+        "last_attendance": "timestamp",
+        "frequency": "int8",
+        "monetary": "numeric",
+    }
+    frame = read_query(conn, query, _bounds(as_of), types)
+    return frame.astype({"customer_id": "str"})
+
+
+def order_summary(conn: Connection, schema: str, as_of: dt.date, window_days: int) -> pd.DataFrame:
+    """customer_id, n_orders, total_spend (orders on or before as_of) and orders_in_window (in
+    the window_days calendar days ending with as_of) of every customer with an order."""
+    query = sql.SQL(
+        "SELECT customer_id, count(*) AS n_orders, sum(amount) AS total_spend, "
+        "count(*) FILTER (WHERE transaction_date >= %(window_start)s) AS orders_in_window "
+        "FROM {t} WHERE transaction_date < %(end)s GROUP BY customer_id"
+    ).format(t=_t(schema, "transactions"))
+    types = {
+        "customer_id": "text",
+        "n_orders": "int8",
+        "total_spend": "numeric",
+        "orders_in_window": "int8",
+    }
+    params = _bounds(as_of) | {"window_start": as_of - dt.timedelta(days=window_days - 1)}
+    return read_query(conn, query, params, types).astype({"customer_id": "str"})
+
+
+def _bounds(as_of: dt.date) -> dict[str, dt.date]:
+    """Events count up to the end of the as_of day."""
+    return {"as_of": as_of, "end": as_of + dt.timedelta(days=1)}
