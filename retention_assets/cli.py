@@ -5,22 +5,45 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime as dt
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import dagster as dg
+import pydantic
 from dotenv import load_dotenv
 from psycopg2.extensions import make_dsn
 
-from .definitions import build_definitions, build_resources
+from .ingest.plan import DropPlan, plan_drops
+from .jobs import execute_plan
 from .report import write_report
-from .settings import Settings
-from .storage.database import DatabaseUnavailable, connect_kwargs
+from .settings import Settings, SettingsError
+from .storage import slices
+from .storage.database import DatabaseUnavailable, connect, connect_kwargs
 from .storage.tables import TableNotFoundError
+
+
+# definitions.py builds its `defs` from the environment when imported: imported at the top, a
+# bad RETENTION_* value would stop this module before main could report it in one line.
+def build_definitions(
+    settings: Settings, loggers: dict[str, dg.LoggerDefinition] | None = None
+) -> dg.Definitions:
+    """definitions.build_definitions, imported once main has checked the settings."""
+    from . import definitions
+
+    return definitions.build_definitions(settings, loggers)
+
+
+def build_resources(settings: Settings) -> dict[str, object]:
+    """definitions.build_resources, imported once main has checked the settings."""
+    from . import definitions
+
+    return definitions.build_resources(settings)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,6 +54,13 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--customers", type=int, default=2000)
     gen.add_argument("--seed", type=int, default=7)
     gen.add_argument("--out", type=Path, default=Path("data"))
+    gen.add_argument(
+        "--id-shape",
+        choices=["padded", "int", "uuid"],
+        default="padded",
+        help="padded: C0000001 (sorted, fixed width); int: 1..N; uuid: random UUID4",
+    )
+    gen.add_argument("--shuffle", action="store_true", help="write rows in random order")
 
     run = commands.add_parser("run", help="materialize every asset, in this process")
     run.add_argument("--data-dir", help="folder of the CSV drops (default: RETENTION_DATA_DIR)")
@@ -41,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--n-clusters", type=int, default=4)
     run.add_argument("--random-state", type=int, default=42)
     run.add_argument("--n-init", type=int, default=10)
+    run.add_argument(
+        "--rebuild", action="store_true", help="reload every file (default: new/changed only)"
+    )
 
     report = commands.add_parser(
         "report", help="write the plots and a one-page HTML summary from the stored tables"
@@ -53,22 +86,65 @@ def main(argv: list[str] | None = None) -> int:
         "it is the one in use); further arguments go to psql",
     )
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["psql"]:  # everything after it is psql's own
-        return _psql(argv[1:])
+    try:
+        if argv[:1] == ["psql"]:  # everything after it is psql's own
+            return _psql(argv[1:])
+        args = parser.parse_args(argv)
+        if args.command == "generate":
+            return _generate(args)
+        if args.command == "run":
+            _check_run_options(run, args)
+        # Fail in one line, before any work starts, if the database cannot be reached.
+        connect(build_resources(_settings())["database"].url()).close()
+        if args.command == "report":
+            return _report(args)
+        return _run(args)
+    except SettingsError as e:
+        print(f"retention-assets: {e}", file=sys.stderr)
+        return 2
+    except (DatabaseUnavailable, dg.Failure) as e:  # Failure: the resource's final db errors
+        print(f"retention-assets: {e}", file=sys.stderr)
+        return 1
 
-    args = parser.parse_args(argv)
-    if args.command == "generate":
-        return _generate(args)
-    if args.command == "report":
-        return _report(args)
-    return _run(args)
+
+def _check_run_options(run: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse, naming the option, what the assets' run config would refuse only mid-run: the
+    limits are the dg.Config classes' own, checked by building them from the options of the
+    same names. Exits with status 2, like argparse's own errors."""
+    from .assets.analytics import ClvConfig, RetentionConfig, SegmentationConfig, SnapshotConfig
+
+    options = vars(args)
+    problems = []
+    for config in (SnapshotConfig, SegmentationConfig, ClvConfig, RetentionConfig):
+        try:
+            config(**{name: options[name] for name in config.model_fields if name in options})
+        except pydantic.ValidationError as e:
+            problems += [
+                f"argument --{str(error['loc'][0]).replace('_', '-')}: {error['input']} is not "
+                f"allowed: {error['msg'][:1].lower()}{error['msg'][1:]}"
+                for error in e.errors()
+            ]
+    if args.as_of is not None:
+        try:
+            dt.date.fromisoformat(args.as_of)
+        except ValueError as e:
+            problems.append(f"argument --as-of: {args.as_of!r} is not a date YYYY-MM-DD ({e})")
+    if problems:
+        run.error("; ".join(dict.fromkeys(problems)))  # churn_days is in two configs
 
 
 def _generate(args: argparse.Namespace) -> int:
     from .generate import generate_dataset
 
     started = time.perf_counter()
-    rows = generate_dataset(args.out, args.customers, seed=args.seed, progress=True)
+    rows = generate_dataset(
+        args.out,
+        args.customers,
+        seed=args.seed,
+        progress=True,
+        id_shape=args.id_shape,
+        shuffle=args.shuffle,
+    )
     for name, n in rows.items():
         print(f"{name:<18} {n:>12,} rows")
     print(f"wrote {args.out} in {time.perf_counter() - started:.1f} s")
@@ -79,7 +155,6 @@ def run_config(args: argparse.Namespace) -> dict:
     """The per-asset run config the command-line options stand for."""
     churn = {"churn_days": args.churn_days}
     return {
-        "loggers": {"progress": {}},
         "ops": {
             "rfm_features": {"config": {"as_of": args.as_of}},
             "rfm_model": {
@@ -135,6 +210,7 @@ def progress_logger(_init_context: dg.InitLoggerContext) -> logging.Logger:
 
 
 def _settings() -> Settings:
+    """The RETENTION_* settings, env first, then ./.env; raises SettingsError."""
     load_dotenv(".env", override=False)
     return Settings.from_env()
 
@@ -145,36 +221,63 @@ def _run(args: argparse.Namespace) -> int:
         settings = dataclasses.replace(settings, data_dir=args.data_dir)
     defs = build_definitions(settings, loggers={"progress": progress_logger})
     database = defs.resources["database"]
-    print(f"Materializing the retention graph from {settings.data_dir}/ into {database.describe()}")
-    job = defs.resolve_implicit_global_asset_job_def()
+    folder = Path(settings.data_dir)
     started = time.perf_counter()
+    with database.connect() as conn:
+        if args.rebuild:
+            slices.drop_sources(conn, database.db_schema)
+        plan = _settled_plan(folder, slices.manifest(conn, database.db_schema), settings)
+    print(
+        f"Updating the retention graph from {folder}/ into {database.describe()}: {plan.describe()}"
+    )
     persistent = bool(os.environ.get("DAGSTER_HOME"))
     with dg.DagsterInstance.get() if persistent else dg.DagsterInstance.ephemeral() as inst:
-        result = job.execute_in_process(
-            run_config=run_config(args), instance=inst, raise_on_error=False
-        )
+        results = execute_plan(defs, inst, plan, run_config(args), loggers_config={"progress": {}})
     elapsed = time.perf_counter() - started
-    if not result.success:
+    if not results[-1].success:
         print(f"Run failed after {elapsed:.1f} s (see the messages above).", file=sys.stderr)
         return 1
-    summary = result.asset_materializations_for_node("retention")[0].metadata["summary"]
+    summary = results[-1].asset_materializations_for_node("retention")[0].metadata["summary"]
     print(summary.value)
     print(f"Done in {elapsed:.1f} s. Tables are in {database.describe()}:")
-    print("  customers, packages, transactions, attendance, rejected_rows,")
+    print("  customers, packages, transactions, attendance, rejected_rows, loaded_files,")
     print("  rfm_features, rfm, clv, retention, rfm_model (the fitted segmentation model)")
     command = sys.argv[0] if sys.argv[0].endswith("retention-assets") else "retention-assets"
     print(f"Look at them with: {command} psql")
     return 0
 
 
+def _settled_plan(folder: Path, loaded: dict, settings: Settings) -> DropPlan:
+    """The plan once no drop is still being written: the sensor's settle rule, waited out."""
+    for _ in range(3):
+        plan = plan_drops(folder, loaded, settings.settle_seconds)
+        if not plan.unsettled:
+            return plan
+        names = ", ".join(p.name for p in plan.unsettled)
+        print(f"Waiting {settings.settle_seconds:g} s for files still being written: {names}")
+        time.sleep(settings.settle_seconds)
+    print(f"Left out, still changing: {names}", file=sys.stderr)
+    return plan
+
+
 def _psql(psql_args: list[str]) -> int:
     """psql on the configured database, in the tables' schema; the password goes through
-    PGPASSWORD, never the command line."""
+    PGPASSWORD, never the command line. Connecting first reports an unreachable database
+    like run and report do, and lets the server quote the schema name as search_path needs."""
     database = build_resources(_settings())["database"]
+    conn = connect(database.url())
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT quote_ident(%s)", [database.db_schema])
+            schema = cur.fetchone()[0]
+    finally:
+        conn.close()
     params = connect_kwargs(database.url())
     password = params.pop("password", None)
     env = os.environ | ({"PGPASSWORD": str(password)} if password else {})
-    dsn = make_dsn(**params, options=f"-csearch_path={database.db_schema}")
+    # libpq splits options at white space; a backslash keeps the next character literal.
+    options = "-csearch_path=" + re.sub(r"([\\\s])", r"\\\1", schema)
+    dsn = make_dsn(**params, options=options)
     return subprocess.call(["psql", dsn, *psql_args], env=env)
 
 

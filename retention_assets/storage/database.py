@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import sys
 import threading
@@ -16,34 +15,59 @@ import warnings
 from multiprocessing.util import Finalize
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import psycopg2
 import psycopg2.extensions
 from dotenv import dotenv_values
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 __all__ = [
     "DatabaseUnavailable",
     "connect",
     "connect_kwargs",
+    "is_transient",
     "normalise_url",
+    "parse_url",
     "redact",
     "resolve_database_url",
 ]
 
 _BARE_SCHEMES = ("postgresql://", "postgres://")
 _DRIVER_SCHEME = "postgresql+psycopg2://"
-# Fallback for strings SQLAlchemy cannot parse: hide whatever sits between "user:" and "@".
-_USERINFO_PASSWORD = re.compile(r"(//[^/:@]*:)[^@/]*@")
-_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&]*", re.IGNORECASE)
+# SQLSTATEs after which the same work, tried again, may succeed: the connection broke or the
+# server restarted (class 08, admin shutdown 57P01-57P03), or the transaction lost a race with
+# another one (serialization failure, deadlock, lock wait timed out). Everything else (disk full,
+# program limits, privileges, bad data, ...) fails the same way every time.
+_TRANSIENT_SQLSTATES = ("08", "57P01", "57P02", "57P03", "40001", "40P01", "55P03")
 
 _embedded_urls: dict[Path, str] = {}
 _embedded_lock = threading.Lock()
 
 
 class DatabaseUnavailable(RuntimeError):
-    """The database could not be reached; transient, so callers may retry."""
+    """The database could not be reached. ``transient`` says whether trying again soon may
+    succeed (the server is starting up or shutting down); a server that is down, a missing
+    database or a refused login need someone to act, so a run should fail at once."""
+
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether retrying the work that raised ``exc`` may succeed: the one rule every retry
+    decision uses (Dagster's RetryPolicy via fail_fast and the resource, the CLI)."""
+    if isinstance(exc, DatabaseUnavailable):
+        return exc.transient
+    if isinstance(exc, psycopg2.InterfaceError):  # the driver's word for a connection lost earlier
+        return str(exc) == "connection already closed"
+    if not isinstance(exc, psycopg2.Error):
+        return False
+    if exc.pgcode is None:  # no SQLSTATE: libpq lost the connection mid-query
+        return isinstance(exc, psycopg2.OperationalError)
+    return exc.pgcode.startswith(_TRANSIENT_SQLSTATES)
 
 
 def normalise_url(url: str) -> str:
@@ -54,12 +78,33 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def redact(url: str) -> str:
-    """Return ``url`` safe to print: any password becomes ``***``."""
+def parse_url(url: str) -> URL:
+    """The SQLAlchemy URL of ``url``, with user and password as the user meant them even when
+    typed unencoded (``@ : / ? %``): the user info runs to the LAST ``@``, as browsers read it,
+    where SQLAlchemy's parser stops at the first ``@`` and takes the rest of the password for
+    the host (which error messages then print). So an ``@`` elsewhere must be written %40.
+    Raises ValueError, quoting nothing of the URL, if it is not one."""
+    scheme, sep, rest = normalise_url(url).partition("://")
+    if not sep:
+        raise ValueError("not a URL of the form postgresql+psycopg2://user:password@host/db")
+    userinfo, at, location = rest.rpartition("@")
     try:
-        parsed = make_url(url)
-    except ArgumentError:
-        return _QUERY_PASSWORD.sub(r"\1***", _USERINFO_PASSWORD.sub(r"\1***@", url))
+        parsed = make_url(f"{scheme}://{location}")
+    except (ArgumentError, ValueError):
+        raise ValueError("its scheme, host, port or database cannot be read") from None
+    if not at:
+        return parsed
+    username, colon, password = userinfo.partition(":")
+    return parsed.set(username=unquote(username), password=unquote(password) if colon else None)
+
+
+def redact(url: str) -> str:
+    """Return ``url`` safe to print: any password becomes ``***``. The password is found by
+    parsing (parse_url), never by a pattern on the text; an unparseable URL shows nothing."""
+    try:
+        parsed = parse_url(url)
+    except ValueError:
+        return "<unparseable database URL, not shown>"
     if not parsed.password:
         # An empty password is not worth a misleading "***" (URL.set ignores None, hence _replace).
         parsed = parsed._replace(password=None)
@@ -149,7 +194,10 @@ def _install_sigterm_exit() -> None:
 
 def connect_kwargs(url: str) -> dict[str, Any]:
     """libpq connection parameters of a SQLAlchemy URL (for psycopg2, or psql)."""
-    parsed = make_url(normalise_url(url))
+    try:
+        parsed = parse_url(url)
+    except ValueError as exc:
+        raise ValueError(f"not a valid database URL ({exc}): {redact(url)}") from None
     if parsed.get_backend_name() != "postgresql":
         raise ValueError(f"not a PostgreSQL URL: {redact(url)}")
     kwargs: dict[str, Any] = {
@@ -168,21 +216,30 @@ def connect_kwargs(url: str) -> dict[str, Any]:
 
 
 def connect(url: str) -> psycopg2.extensions.connection:
-    """Open a psycopg2 connection from a SQLAlchemy URL; unreachable servers raise
-    DatabaseUnavailable with a message that is safe to show (no password)."""
-    kwargs = connect_kwargs(url)
+    """Open a psycopg2 connection from a SQLAlchemy URL. Failing to connect raises
+    DatabaseUnavailable("cannot connect to PostgreSQL at HOST:PORT (why)"), safe to show (no
+    password, no chained driver error) and transient only while the server starts or stops."""
+    try:
+        kwargs = connect_kwargs(url)
+    except ValueError as exc:
+        raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {exc}") from None
     try:
         conn = psycopg2.connect(**kwargs)
-    except psycopg2.OperationalError as exc:
-        host = kwargs.get("host", "local socket")
-        port = kwargs.get("port", 5432)
-        database = kwargs.get("dbname", kwargs.get("user", "?"))
-        reason = " ".join(str(exc).split())
+    except psycopg2.Error as exc:  # OperationalError, or ProgrammingError for a bad ?option
+        where = f"{kwargs.get('host', 'local socket')}:{kwargs.get('port', 5432)}"
+        who = f"database {kwargs.get('dbname', kwargs.get('user', '?'))!r}"
+        if "user" in kwargs:
+            who += f", user {kwargs['user']!r}"
+        # libpq's text repeats the host ('connection to server at "h", port 1 failed: ...').
+        reason = "; ".join(" ".join(line.split()) for line in str(exc).splitlines() if line.strip())
+        reason = (reason.partition(" failed: ")[2] or reason).removeprefix("FATAL: ")
         password = kwargs.get("password")
         if password:
             reason = reason.replace(str(password), "***")
+        # Connection errors carry no SQLSTATE; this is libpq's text for 57P03 cannot_connect_now.
+        starting_or_stopping = "the database system is" in reason
         raise DatabaseUnavailable(
-            f"cannot connect to PostgreSQL at {host}:{port}, database {database!r}: {reason}"
+            f"cannot connect to PostgreSQL at {where} ({who}: {reason})", starting_or_stopping
         ) from None
     conn.set_client_encoding("UTF8")
     return conn

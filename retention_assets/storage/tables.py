@@ -55,7 +55,10 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from psycopg2 import sql
 
+from .database import DatabaseUnavailable
+
 __all__ = [
+    "TableLocked",
     "TableNotFoundError",
     "count_rows",
     "read_pickle",
@@ -351,9 +354,68 @@ def _transaction(conn: Connection) -> Iterator[Cursor]:
 
 
 def _lock_table_name(cur: Cursor, schema: str, table: str) -> None:
-    """Serialise writers of one table until commit (readers are not blocked by it)."""
+    """Serialise writers of one table until commit (readers are not blocked by it). Waits
+    without a timeout: the other writer is one of ours, busy with a COPY that may take long."""
     quoted = sql.Identifier(schema, table).as_string(cur.connection)
     cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [_LOCK_NAMESPACE, quoted])
+
+
+# How long a swap waits for the old table, and how many times: a session that holds the table
+# and idles (a BEGIN left open in psql) must not block a run forever, nor the readers queued
+# behind the waiting swap; between two waits they get their turn.
+LOCK_WAIT_SECONDS = 10.0
+LOCK_ATTEMPTS = 3
+
+
+class TableLocked(DatabaseUnavailable):
+    """Another session kept a table locked through every wait of a swap; the message names it. Not
+    transient (see is_transient): the waits were the retries, a human has to end that session."""
+
+
+def _lock_for_swap(cur: Cursor, schema: str, table: str) -> None:
+    """Take the old table to itself (ACCESS EXCLUSIVE) waiting at most LOCK_WAIT_SECONDS,
+    LOCK_ATTEMPTS times, under a savepoint so that a timeout keeps the filled staging table."""
+    statement = sql.SQL(
+        "SAVEPOINT retention_lock; SET LOCAL lock_timeout = {wait}; LOCK TABLE {table} IN ACCESS "
+        "EXCLUSIVE MODE; SET LOCAL lock_timeout TO DEFAULT; RELEASE SAVEPOINT retention_lock"
+    ).format(
+        wait=sql.Literal(f"{round(LOCK_WAIT_SECONDS * 1000)}ms"),
+        table=sql.Identifier(schema, table),
+    )
+    for _ in range(LOCK_ATTEMPTS):
+        try:
+            cur.execute(statement)
+            return
+        except psycopg2.errors.LockNotAvailable:
+            cur.execute("ROLLBACK TO SAVEPOINT retention_lock; RELEASE SAVEPOINT retention_lock")
+    raise TableLocked(
+        f"table {_qualified(schema, table)!r} stayed locked by another session through "
+        f"{LOCK_ATTEMPTS} waits of {LOCK_WAIT_SECONDS:g} s: {_lock_holders(cur, schema, table)}"
+    )
+
+
+def _lock_holders(cur: Cursor, schema: str, table: str) -> str:
+    """Who holds locks on the table, for the person who has to end that session."""
+    cur.execute(
+        """
+        SELECT a.pid, a.application_name, a.state, a.query_start, l.mode
+        FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+        WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_backend_pid()
+          AND l.relation = to_regclass(%s)
+        ORDER BY a.pid, l.mode
+        """,
+        [sql.Identifier(schema, table).as_string(cur.connection)],
+    )
+    holders = [
+        f"pid {pid} (application_name {app!r}, state {state!r}, query started "
+        f"{started.isoformat(sep=' ', timespec='seconds') if started else 'never'}, holds {mode})"
+        for pid, app, state, started, mode in cur.fetchall()
+    ]
+    if not holders:
+        return "the holder has let go since; try again."
+    return "; ".join(holders) + (
+        ". Commit or end that session (SELECT pg_terminate_backend(pid)), then try again."
+    )
 
 
 def _ensure_schema(cur: Cursor, schema: str) -> None:
@@ -388,7 +450,11 @@ def _replace_table(
         _ensure_schema(cur, schema)
         cur.execute(sql.SQL("CREATE TABLE {} ({})").format(staging, columns_ddl))
         fill(cur, staging)
-        cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(schema, table)))
+        target = sql.Identifier(schema, table)
+        cur.execute("SELECT to_regclass(%s) IS NOT NULL", [target.as_string(conn)])
+        if cur.fetchone()[0]:
+            _lock_for_swap(cur, schema, table)
+        cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(target))
         cur.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(staging, sql.Identifier(table)))
 
 
@@ -568,7 +634,9 @@ def replace_rows(
 
 
 def _lock_for_read(cur: Cursor, schema: str, table: str) -> None:
-    """Hold the current table until commit, so a concurrent replace can't swap it mid-read."""
+    """Hold the current table until commit, so a concurrent replace can't swap it mid-read.
+    No timeout here: a swap holds the table only for its final instant (see _lock_for_swap),
+    while another writer's long transaction is worth waiting for."""
     _check_identifier(schema, "schema")
     _check_identifier(table, "table")
     try:
@@ -751,3 +819,27 @@ def read_pickle(conn: Connection, schema: str, table: str) -> Any:
             f"{_qualified(schema, table)!r} holds {len(rows)} rows; expected one pickled object"
         )
     return pickle.loads(rows[0][0])
+
+
+def read_query(
+    conn: Connection,
+    query: sql.Composable,
+    params: Mapping[str, object] | Sequence[object],
+    types: Mapping[str, str],
+) -> pd.DataFrame:
+    """The rows of a SELECT as a frame, streamed like read_table; `types` names each output
+    column's PostgreSQL type (pg_type.typname: text, int8, numeric, date, timestamp, ...), in
+    the query's column order."""
+    columns = [_read_column(name, typname, False) for name, typname in types.items()]
+    with _transaction(conn) as cur:
+        cur.execute(
+            "SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD';"
+            " SET LOCAL extra_float_digits = 3"
+        )
+        bound = cur.mogrify(query, params).decode()
+        parsed = _copy_out(
+            cur,
+            sql.SQL("COPY ({}) TO STDOUT WITH (FORMAT csv)").format(sql.SQL(bound)),
+            columns,
+        )
+    return _to_frame(parsed, columns)

@@ -1,0 +1,220 @@
+"""The full-rebuild invariant: after any sequence of drops, replacements and removals, the
+source tables, held rows and rejected_rows equal what loading the folder's files from scratch
+gives. Ids are small integers (string order breaks at "10" < "9") drawn from a small pool, so
+duplicates across files and references to customers that arrive later are frequent."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from retention_assets.core.sources import SOURCES
+from retention_assets.ingest.plan import plan_drops
+from retention_assets.ingest.store import store_file
+from retention_assets.storage import slices
+from retention_assets.storage.tables import read_table
+
+FILES = {
+    "customers": ["customers.csv", "customers_2.csv", "customers_b.csv"],
+    "transactions": ["transactions.csv", "transactions_1.csv", "transactions_10.csv"],
+    "attendance": ["attendance.csv", "attendance_9.csv", "attendance_a.csv"],
+}
+IDS = [str(i) for i in range(1, 13)]  # "1".."12": more ids than a file holds, repeats likely
+
+
+def _customers(rows) -> str:
+    return "customer_id,signup_date,home_club\n" + "".join(
+        f"{cid},2024-0{1 + day % 9}-1{day % 10},club{day % 3}\n" for cid, day in rows
+    )
+
+
+def _transactions(rows) -> str:
+    return "transaction_id,customer_id,transaction_date,amount\n" + "".join(
+        f"T{tid},{cid},2024-05-{10 + day:02d} 10:00:00,{amount}.50\n"
+        for tid, cid, day, amount in rows
+    )
+
+
+def _attendance(rows) -> str:
+    return "attendance_id,customer_id,check_in,club\n" + "".join(
+        f"A{aid},{cid},2024-05-{10 + day:02d} 07:30:00,north\n" for aid, cid, day in rows
+    )
+
+
+ids = st.sampled_from(IDS)
+days = st.integers(0, 9)
+CONTENT = {
+    "customers": st.lists(st.tuples(ids, days), max_size=5).map(_customers),
+    "transactions": st.lists(st.tuples(ids, ids, days, st.integers(0, 99)), max_size=5).map(
+        _transactions
+    ),
+    "attendance": st.lists(st.tuples(ids, ids, days), max_size=5).map(_attendance),
+}
+
+
+@st.composite
+def operation(draw):
+    source = draw(st.sampled_from(sorted(FILES)))
+    name = draw(st.sampled_from(FILES[source]))
+    if draw(st.integers(0, 3)) == 0:
+        return ("remove", name, None)
+    return ("write", name, draw(CONTENT[source]))
+
+
+def _apply(conn, schema: str, folder: Path) -> None:
+    """What one sensor cycle or `retention-assets run` does: load new / changed files, then
+    take out removed ones."""
+    plan = plan_drops(folder, slices.manifest(conn, schema))
+    for name, files in plan.load.items():
+        for path in files:
+            store_file(conn, schema, SOURCES[name], path, "test-run")
+    if plan.remove:
+        slices.remove_files(conn, schema, plan.remove)
+
+
+def _snapshot(conn, schema: str) -> dict[str, pd.DataFrame]:
+    out = {}
+    for table in (
+        *SOURCES,
+        *(slices.held_table(name) for name in SOURCES),
+        slices.REJECTS,
+    ):
+        with conn.cursor() as cur:
+            cur.execute("SELECT to_regclass(%s)", [f'"{schema}"."{table}"'])
+            if cur.fetchone()[0] is None:
+                continue
+        frame = read_table(conn, schema, table).drop(columns=["run_id"], errors="ignore")
+        frame = frame[sorted(frame.columns)]
+        out[table] = frame.sort_values(list(frame.columns), ignore_index=True)
+    return {name: frame for name, frame in out.items() if len(frame)}  # empty = absent
+
+
+@settings(
+    max_examples=int(os.environ.get("RETENTION_INVARIANT_EXAMPLES", "30")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(operations=st.lists(operation(), min_size=1, max_size=7))
+def test_any_sequence_of_drops_equals_a_rebuild(operations, conn, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("drops")
+    incremental, rebuilt = f"inc_{uuid.uuid4().hex[:8]}", f"reb_{uuid.uuid4().hex[:8]}"
+    try:
+        for step, (kind, name, text) in enumerate(operations):
+            path = folder / name
+            if kind == "remove":
+                path.unlink(missing_ok=True)
+            else:
+                path.write_text(text)
+                os.utime(path, ns=(step * 10**9 + 1, step * 10**9 + 1))  # a change is seen
+            _apply(conn, incremental, folder)
+        _apply(conn, rebuilt, folder)
+        got, want = _snapshot(conn, incremental), _snapshot(conn, rebuilt)
+        assert sorted(got) == sorted(want)
+        for table in want:
+            pd.testing.assert_frame_equal(got[table], want[table], obj=table)
+    finally:
+        with conn.cursor() as cur:
+            for schema in (incremental, rebuilt):
+                cur.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def test_a_later_customers_drop_frees_held_attendance_and_a_replaced_first_file_moves_the_winner(
+    conn, tmp_path
+):
+    """The cases by hand: attendance before its customers; a duplicate id whose first
+    occurrence is replaced away."""
+    schema = f"hand_{uuid.uuid4().hex[:8]}"
+    try:
+        (tmp_path / "attendance.csv").write_text(_attendance([("1", "10", 0), ("2", "9", 1)]))
+        _apply(conn, schema, tmp_path)
+        rejects = read_table(conn, schema, slices.REJECTS).sort_values("line")
+        assert rejects["reason"].tolist() == ["unknown customer_id '10'", "unknown customer_id '9'"]
+        assert rejects["line"].tolist() == [2, 3]
+
+        (tmp_path / "customers.csv").write_text(_customers([("9", 1), ("10", 2)]))
+        _apply(conn, schema, tmp_path)
+        assert read_table(conn, schema, slices.REJECTS).empty
+        stored = read_table(conn, schema, "attendance")
+        assert sorted(stored["attendance_id"]) == ["A1", "A2"]
+
+        (tmp_path / "attendance_9.csv").write_text(_attendance([("1", "9", 5)]))
+        _apply(conn, schema, tmp_path)
+        rejects = read_table(conn, schema, slices.REJECTS)
+        assert rejects["reason"].tolist() == [
+            "duplicate attendance_id (first at attendance.csv line 2)"
+        ]
+        assert rejects["file"].tolist() == ["attendance_9.csv"]
+
+        (tmp_path / "attendance.csv").write_text(_attendance([("2", "9", 1)]))
+        os.utime(tmp_path / "attendance.csv", ns=(10**9, 10**9))
+        _apply(conn, schema, tmp_path)
+        assert read_table(conn, schema, slices.REJECTS).empty
+        stored = read_table(conn, schema, "attendance").set_index("attendance_id")
+        assert stored.loc["A1", "_file"] == "attendance_9.csv"
+        assert stored.loc["A1", "customer_id"] == "9"
+
+        (tmp_path / "customers.csv").unlink()
+        _apply(conn, schema, tmp_path)
+        assert read_table(conn, schema, "attendance").empty
+        assert len(read_table(conn, schema, slices.REJECTS)) == 2
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def test_a_drop_touches_only_its_ids(conn, tmp_path):
+    """Loading one new file rewrites no stored row of other files (their physical rows stay)."""
+    schema = f"touch_{uuid.uuid4().hex[:8]}"
+    try:
+        (tmp_path / "customers.csv").write_text(_customers([(c, 1) for c in IDS]))
+        (tmp_path / "attendance.csv").write_text(
+            _attendance([(str(i), IDS[i % 12], i % 10) for i in range(200)])
+        )
+        _apply(conn, schema, tmp_path)
+        with conn.cursor() as cur:
+            cur.execute(f'SELECT ctid::text, attendance_id FROM "{schema}".attendance')
+            before = dict(cur.fetchall())
+        (tmp_path / "attendance_9.csv").write_text(_attendance([("x1", "1", 2), ("x2", "2", 3)]))
+        _apply(conn, schema, tmp_path)
+        with conn.cursor() as cur:
+            cur.execute(
+                f'SELECT ctid::text, attendance_id FROM "{schema}".attendance '
+                "WHERE _file = 'attendance.csv'"
+            )
+            after = dict(cur.fetchall())
+        assert after == before
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def test_rows_of_a_failed_check_are_not_stored(conn, tmp_path):
+    """`accept` raising rolls the whole file back: tables, rejects and manifest as before."""
+    schema = f"acc_{uuid.uuid4().hex[:8]}"
+    try:
+        (tmp_path / "customers.csv").write_text(_customers([("1", 1)]))
+        _apply(conn, schema, tmp_path)
+        before = _snapshot(conn, schema)
+        (tmp_path / "customers_2.csv").write_text(_customers([("2", 1)]))
+
+        def refuse(cur):
+            raise RuntimeError("check failed")
+
+        with pytest.raises(RuntimeError, match="check failed"):
+            store_file(
+                conn, schema, SOURCES["customers"], tmp_path / "customers_2.csv", "r", refuse
+            )
+        assert list(slices.manifest(conn, schema)) == [("customers", "customers.csv")]
+        after = _snapshot(conn, schema)
+        assert sorted(after) == sorted(before)
+        for table in before:
+            pd.testing.assert_frame_equal(after[table], before[table])
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
