@@ -6,6 +6,11 @@ and spend differ enough for KMeans to recover the four RFM segments, with enough
 noise that the groups overlap a little. Customers are generated in chunks, fully vectorised,
 and appended to the CSV files, so memory stays bounded at millions of customers and the output
 depends only on the seed and the arguments.
+
+Ids come in three shapes because real exports differ and readers must not lean on one: `padded`
+(C0000001: sorted, fixed width, string order = numeric order), `int` (1..N as auto-increment
+keys give, where "10" < "9") and `uuid` (random UUID4). The shape only relabels: the same seed
+gives the same customers, visits and purchases in every shape, and `shuffle` only reorders.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -32,6 +37,13 @@ _CHUNK_CELLS = 10_000 * 730
 # (rounded to the cent), every other purchase is charged exactly the list price.
 DISCOUNT_SHARE = 0.05
 DISCOUNT_PERCENT = 10
+
+IdShape = Literal["padded", "int", "uuid"]
+ID_SHAPES: tuple[IdShape, ...] = ("padded", "int", "uuid")
+
+# Extra seed words for the id and shuffle draws: streams apart from the behaviour draws
+# ([seed, chunk]), so neither the shape nor shuffle changes what the customers do.
+_UUID_STREAM, _SHUFFLE_STREAM, _DATASET_STREAM = 1, 2, 3
 
 
 @dataclass(frozen=True)
@@ -182,14 +194,23 @@ def generate_dataset(
     end_date: date = date(2026, 10, 31),
     history_days: int = 730,
     progress: bool = False,
+    id_shape: IdShape = "padded",
+    shuffle: bool = False,
 ) -> dict[str, int]:
     """Write customers/packages/transactions/attendance CSVs into out_dir; return rows per file.
 
     Every file is written under a temporary name and renamed into place at the end, so a folder
     watcher never picks up a half-written CSV and a failed run leaves no partial files.
+
+    `shuffle` writes rows in random order instead of by customer and time. customers.csv and
+    packages.csv are shuffled whole (held until the end: a few hundred bytes per customer);
+    event rows are shuffled within a chunk (about 10,000 customers), as a global shuffle would
+    need the whole file in memory.
     """
     if customers < 1:
         raise ValueError(f"customers must be at least 1, got {customers}")
+    if id_shape not in ID_SHAPES:
+        raise ValueError(f"id_shape must be one of {', '.join(ID_SHAPES)}, got {id_shape!r}")
     if history_days < 2 * _MIN_ACTIVE_DAYS:
         raise ValueError(f"history_days must be at least {2 * _MIN_ACTIVE_DAYS}")
     out_dir = Path(out_dir)
@@ -200,10 +221,13 @@ def generate_dataset(
     # Widths fit the most rows the generator could produce (one visit per customer and day,
     # at most three purchase streams per customer, each renewing at most daily).
     ids = _IdSequences(
-        customer=_IdSequence("C", max(7, len(str(customers)))),
-        transaction=_IdSequence("T", max(9, len(str(customers * history_days * 3)))),
-        attendance=_IdSequence("A", max(10, len(str(customers * history_days)))),
+        customer=_IdSequence("C", max(7, len(str(customers))), id_shape),
+        transaction=_IdSequence("T", max(9, len(str(customers * history_days * 3))), id_shape),
+        attendance=_IdSequence("A", max(10, len(str(customers * history_days))), id_shape),
     )
+    side_rng = np.random.default_rng([seed, 0, _DATASET_STREAM])
+    package_ids = _package_ids(id_shape, side_rng)
+    held: list[pa.Table] = []  # customers, when shuffled
     files = {
         "customers.csv": _CUSTOMER_COLUMNS,
         "packages.csv": _PACKAGE_COLUMNS,
@@ -217,22 +241,43 @@ def generate_dataset(
                 name: stack.enter_context(_CsvAppender(partial[name], columns))
                 for name, columns in files.items()
             }
-            writers["packages.csv"].write(_packages_table())
+            packages = _packages_table(package_ids)
+            writers["packages.csv"].write(
+                packages.take(side_rng.permutation(len(PACKAGES))) if shuffle else packages
+            )
             bar = stack.enter_context(
                 tqdm(total=customers, unit="customer", disable=not progress, desc="generate")
             )
             for chunk_no, first in enumerate(range(0, customers, chunk_size)):
                 n = min(chunk_size, customers - first)
                 rng = np.random.default_rng([seed, chunk_no])
-                cohort = _draw_cohort(rng, ids.customer.take(n), history_days)
-                writers["customers.csv"].write(_customers_table(rng, cohort, start))
-                writers["transactions.csv"].write(
-                    _transactions_table(rng, cohort, start, ids.transaction)
-                )
-                writers["attendance.csv"].write(
-                    _attendance_table(rng, cohort, start, history_days, ids.attendance)
-                )
+                id_rng = np.random.default_rng([seed, chunk_no, _UUID_STREAM])
+                order = np.random.default_rng([seed, chunk_no, _SHUFFLE_STREAM])
+                numbers = np.arange(first + 1, first + n + 1)
+                customer_ids = ids.customer.label(numbers, id_rng)
+                cohort = _draw_cohort(rng, numbers, customer_ids, history_days)
+                customers_table = _customers_table(rng, cohort, start)  # rng order matters
+                transactions = _transactions_table(rng, cohort, start, package_ids)
+                attendance = _attendance_table(rng, cohort, start, history_days)
+                tables = {
+                    "customers.csv": customers_table,
+                    "transactions.csv": transactions.add_column(
+                        0, "transaction_id", ids.transaction.take(len(transactions), id_rng)
+                    ),
+                    "attendance.csv": attendance.add_column(
+                        0, "attendance_id", ids.attendance.take(len(attendance), id_rng)
+                    ),
+                }
+                if shuffle:
+                    held.append(tables.pop("customers.csv"))
+                for name, table in tables.items():
+                    if shuffle:
+                        table = table.take(order.permutation(table.num_rows))
+                    writers[name].write(table)
                 bar.update(n)
+            if held:
+                everyone = pa.concat_tables(held)
+                writers["customers.csv"].write(everyone.take(side_rng.permutation(customers)))
             rows = {name: writer.rows for name, writer in writers.items()}
         for name in files:
             os.replace(partial[name], out_dir / name)
@@ -244,17 +289,26 @@ def generate_dataset(
 
 
 class _IdSequence:
-    """Consecutive fixed-width ids (C0000001, C0000002, ...) continued across chunks."""
+    """Ids numbered 1, 2, ... across chunks, labelled in one shape: C0000001, 1 or a UUID4."""
 
-    def __init__(self, prefix: str, width: int) -> None:
+    def __init__(self, prefix: str, width: int, shape: IdShape) -> None:
         self.prefix = prefix
         self.width = width
+        self.shape = shape
         self.issued = 0
 
-    def take(self, n: int) -> pa.Array:
+    def take(self, n: int, rng: np.random.Generator) -> pa.Array:
         numbers = np.arange(self.issued + 1, self.issued + n + 1, dtype=np.int64)
         self.issued += n
-        digits = pc.utf8_lpad(pa.array(numbers).cast(pa.string()), self.width, padding="0")
+        return self.label(numbers, rng)
+
+    def label(self, numbers: np.ndarray, rng: np.random.Generator) -> pa.Array:
+        if self.shape == "uuid":
+            return _uuid4(rng, len(numbers))
+        digits = pa.array(numbers, pa.int64()).cast(pa.string())
+        if self.shape == "int":
+            return digits
+        digits = pc.utf8_lpad(digits, self.width, padding="0")
         return pc.binary_join_element_wise(self.prefix, digits, "")
 
 
@@ -263,6 +317,33 @@ class _IdSequences:
     customer: _IdSequence
     transaction: _IdSequence
     attendance: _IdSequence
+
+
+# Two hex digits per byte value, laid out so that indexing with bytes and viewing the result as
+# uint8 spells the bytes in hex.
+_HEX_PAIRS = np.frombuffer(b"".join(b"%02x" % i for i in range(256)), dtype=np.uint16)
+
+
+def _uuid4(rng: np.random.Generator, n: int) -> pa.Array:
+    """n random UUID4 strings (RFC 9562 version and variant bits), built without a Python loop."""
+    raw = np.frombuffer(rng.bytes(16 * n), dtype=np.uint8).reshape(n, 16).copy()
+    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40
+    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80
+    hexed = _HEX_PAIRS[raw].view(np.uint8)  # (n, 32) ASCII
+    text = np.full((n, 36), ord("-"), dtype=np.uint8)
+    for src, dst, width in ((0, 0, 8), (8, 9, 4), (12, 14, 4), (16, 19, 4), (20, 24, 12)):
+        text[:, dst : dst + width] = hexed[:, src : src + width]
+    offsets = np.arange(0, 36 * (n + 1), 36, dtype=np.int32)
+    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(text)])
+
+
+def _package_ids(shape: IdShape, rng: np.random.Generator) -> list[str]:
+    """The catalogue's ids in the chosen shape: P01.., 1.. or UUIDs."""
+    if shape == "padded":
+        return [p.package_id for p in PACKAGES]
+    if shape == "int":
+        return [str(i) for i in range(1, len(PACKAGES) + 1)]
+    return _uuid4(rng, len(PACKAGES)).to_pylist()
 
 
 class _CsvAppender:
@@ -301,6 +382,7 @@ class _Cohort:
     """One chunk of customers; days are offsets from the window start (end_date = last day)."""
 
     customer_ids: pa.Array
+    customer_number: np.ndarray  # 1..N, whatever the id shape (unique, for the emails)
     profile: np.ndarray  # index into PROFILES
     signup_day: np.ndarray  # negative when the member joined before the window
     active_from: np.ndarray  # first day of visits and purchases
@@ -309,7 +391,9 @@ class _Cohort:
     home_club: np.ndarray  # index into CLUBS
 
 
-def _draw_cohort(rng: np.random.Generator, customer_ids: pa.Array, history_days: int) -> _Cohort:
+def _draw_cohort(
+    rng: np.random.Generator, numbers: np.ndarray, customer_ids: pa.Array, history_days: int
+) -> _Cohort:
     n = len(customer_ids)
     end_day = history_days - 1
     shares = np.array([p.share for p in PROFILES])
@@ -325,6 +409,7 @@ def _draw_cohort(rng: np.random.Generator, customer_ids: pa.Array, history_days:
     active_to = np.clip(active_to, np.minimum(active_from + _MIN_ACTIVE_DAYS, end_day), end_day)
     return _Cohort(
         customer_ids=customer_ids,
+        customer_number=numbers,
         profile=profile,
         signup_day=signup_day,
         active_from=active_from,
@@ -334,10 +419,10 @@ def _draw_cohort(rng: np.random.Generator, customer_ids: pa.Array, history_days:
     )
 
 
-def _packages_table() -> pa.Table:
+def _packages_table(package_ids: list[str]) -> pa.Table:
     return pa.table(
         {
-            "package_id": [p.package_id for p in PACKAGES],
+            "package_id": pa.array(package_ids, pa.string()),
             "package_name": [p.package_name for p in PACKAGES],
             "price": _money(np.array([p.price_cents for p in PACKAGES], dtype=np.int64)),
             "duration_days": pa.array([p.duration_days for p in PACKAGES], pa.int32()),
@@ -357,7 +442,7 @@ def _customers_table(rng: np.random.Generator, cohort: _Cohort, start: np.dateti
     )
     first_arr = _labels(_FEMALE_NAMES + _MALE_NAMES, first_name)
     last_arr = _labels(_LAST_NAMES, rng.integers(0, len(_LAST_NAMES), n))
-    number = pc.utf8_ltrim(pc.utf8_slice_codeunits(cohort.customer_ids, 1), "0")  # unique
+    number = pa.array(cohort.customer_number, pa.int64()).cast(pa.string())  # unique
     email = pc.utf8_lower(
         pc.binary_join_element_wise(first_arr, ".", last_arr, number, "@example.com", "")
     )
@@ -378,9 +463,11 @@ def _customers_table(rng: np.random.Generator, cohort: _Cohort, start: np.dateti
 
 
 def _transactions_table(
-    rng: np.random.Generator, cohort: _Cohort, start: np.datetime64, ids: _IdSequence
+    rng: np.random.Generator, cohort: _Cohort, start: np.datetime64, package_ids: list[str]
 ) -> pa.Table:
-    """Recurring purchases: one stream per customer plan and add-on, renewed while active."""
+    """Recurring purchases: one stream per customer plan and add-on, renewed while active.
+
+    Without transaction_id: the caller numbers the rows (the writer orders the columns)."""
     stream_cust, stream_pkg, stream_every = [], [], []
     for k, prof in enumerate(PROFILES):
         members = np.flatnonzero(cohort.profile == k)
@@ -422,11 +509,10 @@ def _transactions_table(
     )
     return pa.table(
         {
-            "transaction_id": ids.take(len(cust)),
             "customer_id": cohort.customer_ids.take(pa.array(cust)),
             "transaction_date": pa.array(start + seconds.astype("timedelta64[s]")),
             "amount": _money(amount),
-            "package_id": _labels([p.package_id for p in PACKAGES], pkg),
+            "package_id": _labels(package_ids, pkg),
             "payment_method": _labels(("card", "online", "cash", "direct_debit"), payment),
         }
     )
@@ -437,9 +523,10 @@ def _attendance_table(
     cohort: _Cohort,
     start: np.datetime64,
     history_days: int,
-    ids: _IdSequence,
 ) -> pa.Table:
-    """Visits with per-member habits: usual time slot, home club, a stay of 30-150 minutes."""
+    """Visits with per-member habits: usual time slot, home club, a stay of 30-150 minutes.
+
+    Without attendance_id: the caller numbers the rows (the writer orders the columns)."""
     n = len(cohort.customer_ids)
     dates = start + np.arange(history_days)
     weekday = (dates.astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday
@@ -460,7 +547,6 @@ def _attendance_table(
     club = np.where(elsewhere, rng.integers(0, len(CLUBS), rows), cohort.home_club[cust])
     return pa.table(
         {
-            "attendance_id": ids.take(rows),
             "customer_id": cohort.customer_ids.take(pa.array(cust)),
             "check_in": pa.array(start + check_in.astype("timedelta64[s]")),
             "check_out": pa.array(start + (check_in + stay).astype("timedelta64[s]")),

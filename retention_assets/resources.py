@@ -6,10 +6,24 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import dagster as dg
+import psycopg2
 import psycopg2.extensions
 from pydantic import Field, PrivateAttr
 
-from retention_assets.storage.database import connect, redact, resolve_database_url
+from retention_assets.storage.database import (
+    DatabaseUnavailable,
+    connect,
+    is_transient,
+    redact,
+    resolve_database_url,
+)
+
+
+def final_failure(exc: Exception) -> dg.Failure:
+    """``exc`` as a Failure that Dagster's RetryPolicy does not retry: the step fails at once
+    and shows the reason, not "Exceeded max_retries of 3" after identical attempts."""
+    reason = str(exc) if isinstance(exc, DatabaseUnavailable) else f"{type(exc).__name__}: {exc}"
+    return dg.Failure(description=reason.strip(), allow_retries=False)
 
 
 class PostgresResource(dg.ConfigurableResource):
@@ -38,12 +52,19 @@ class PostgresResource(dg.ConfigurableResource):
 
     @contextmanager
     def connect(self) -> Iterator[psycopg2.extensions.connection]:
-        """A fresh connection, closed on exit; raises DatabaseUnavailable if unreachable."""
-        conn = connect(self.url())
+        """A fresh connection, closed on exit. A database error that retrying cannot fix (see
+        is_transient: server down, disk full, 1601 columns, ...) leaves as final_failure: the IO
+        managers use this too, and fail_fast does not guard them. Other errors pass unchanged."""
         try:
-            yield conn
-        finally:
-            conn.close()
+            conn = connect(self.url())
+            try:
+                yield conn
+            finally:
+                conn.close()
+        except (psycopg2.Error, DatabaseUnavailable) as exc:
+            if is_transient(exc):
+                raise
+            raise final_failure(exc) from exc
 
     def describe(self) -> str:
         """Where the tables are, safe to print (the password is redacted)."""

@@ -12,9 +12,10 @@ import dagster as dg
 
 from .assets.sources import PARTITIONS
 from .core.loading import SourceError
+from .core.sources import SOURCES
 from .data_folder import DataFolder
 from .ingest.plan import DropPlan, fingerprint, plan_drops
-from .jobs import ANALYTICS_JOB, JOBS, load_requests
+from .jobs import ANALYTICS_JOB, JOBS, RANGE_END, RANGE_START, load_requests
 from .resources import PostgresResource
 from .storage import slices
 from .storage.database import DatabaseUnavailable
@@ -25,6 +26,7 @@ IN_FLIGHT = [
     dg.DagsterRunStatus.NOT_STARTED,
     dg.DagsterRunStatus.STARTING,
     dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
 ]
 
 
@@ -46,8 +48,11 @@ def csv_drops(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     """Compares the folder with the manifest of loaded files.
 
     The cursor holds the fingerprints of the files whose load it requested (a failed load is
-    not requested again until the file changes or someone re-runs its partition) and the
-    state of the folder the analytics last ran for."""
+    not requested again until the file changes or someone re-runs its partition), the
+    multi-file load runs not judged yet, and the state of the folder the analytics last ran
+    for, with a count of analytics runs (their run_keys must never repeat: the daemon drops a
+    run whose run_key the sensor used before, and a folder can come back to an earlier state).
+    """
     data_folder: DataFolder = context.resources.data_folder
     database: PostgresResource = context.resources.database
     busy = context.instance.get_runs_count(
@@ -56,13 +61,18 @@ def csv_drops(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     if busy:  # its tables are being rewritten: look again once that run is over
         return dg.SensorResult(skip_reason="a run requested by this sensor is still in flight")
     cursor = json.loads(context.cursor) if context.cursor else {}
-    requested: dict[str, list[int]] = cursor.get("requested", {})
+    requested: dict[str, list[int]] = dict(cursor.get("requested", {}))
+    folder = Path(data_folder.path)
     try:
         with database.connect() as conn:
             loaded = slices.manifest(conn, database.db_schema)
-        plan = plan_drops(Path(data_folder.path), loaded, data_folder.settle_seconds)
-    except (SourceError, DatabaseUnavailable) as e:
-        return dg.SensorResult(skip_reason=str(e))
+        plan = plan_drops(folder, loaded, data_folder.settle_seconds)
+        present = {(name, p.name) for name in SOURCES for p in data_folder.files(name)}
+    except (SourceError, DatabaseUnavailable, dg.Failure) as e:  # Failure: a final db error
+        return dg.SensorResult(skip_reason=str(getattr(e, "description", None) or e))
+    _judge_batches(cursor.get("batches", []), loaded, requested)
+    requested = {k: v for k, v in requested.items() if tuple(k.split("/", 1)) in present}
+    cleanup = _forgotten_partitions(context, present, loaded)
     fresh = DropPlan(
         load={
             name: todo
@@ -70,7 +80,7 @@ def csv_drops(context: dg.SensorEvaluationContext) -> dg.SensorResult:
             if (todo := [p for p in files if requested.get(_key(name, p)) != list(fingerprint(p))])
         },
         remove=plan.remove,
-    )
+    ).first_stage()
     if fresh.load:
         partition_requests = [
             PARTITIONS[name].build_add_request(new)
@@ -79,28 +89,36 @@ def csv_drops(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         ]
         for name, files in fresh.load.items():
             requested |= {_key(name, p): list(fingerprint(p)) for p in files}
-        runs = [
-            dg.RunRequest(job_name=job, tags=tags)
-            for job, tags in load_requests(_keys_once_added(context, partition_requests), fresh)
-        ]
+        keys = _keys_once_added(context, partition_requests)
+        loads = load_requests(keys, fresh)
         context.log.info(f"New or changed drops: {fresh.describe()}")
         return dg.SensorResult(
-            run_requests=runs,
-            dynamic_partitions_requests=partition_requests,
-            cursor=json.dumps(cursor | {"requested": requested}),
+            run_requests=[dg.RunRequest(job_name=job, tags=tags) for job, tags in loads],
+            dynamic_partitions_requests=partition_requests + cleanup,
+            cursor=json.dumps(cursor | {"requested": requested, "batches": _batches(keys, loads)}),
         )
     state = _folder_state(plan, loaded)
-    if state == cursor.get("analyzed") or plan.unsettled:
-        return dg.SensorResult(skip_reason=f"nothing new to run ({plan.describe()})")
+    unchanged = state == cursor.get("analyzed")
+    nothing_loaded = not (set(loaded) & present or plan.remove)
+    if unchanged or plan.unsettled or nothing_loaded:
+        return dg.SensorResult(
+            skip_reason=f"nothing new to run ({plan.describe()})",
+            dynamic_partitions_requests=cleanup,
+            cursor=json.dumps(cursor | {"requested": requested, "batches": []}),
+        )
     removals = [
         PARTITIONS[e.source].build_delete_request([e.file])
         for e in plan.remove
         if _known(context, e.source, e.file)
     ]
+    analyses = cursor.get("analyses", 0) + 1
     return dg.SensorResult(
-        run_requests=[dg.RunRequest(job_name=ANALYTICS_JOB, run_key=state)],
-        dynamic_partitions_requests=removals,
-        cursor=json.dumps(cursor | {"requested": requested, "analyzed": state}),
+        run_requests=[dg.RunRequest(job_name=ANALYTICS_JOB, run_key=f"{state}-{analyses}")],
+        dynamic_partitions_requests=removals + cleanup,
+        cursor=json.dumps(
+            cursor
+            | {"requested": requested, "batches": [], "analyzed": state, "analyses": analyses}
+        ),
     )
 
 
@@ -130,3 +148,52 @@ def _keys_once_added(context: dg.SensorEvaluationContext, adds: list) -> Callabl
         return known + [k for k in by_name.get(name, []) if k not in known]
 
     return keys
+
+
+def _batches(keys: Callable[[str], list], loads: list[tuple[str, dict]]) -> list:
+    """[source, [file, ...]] of each load run covering several files, in the order it stores
+    them (the partition keys' order)."""
+    batches = []
+    for job, tags in loads:
+        source = job.removeprefix("load_")
+        ordered = keys(PARTITIONS[source].name)
+        files = ordered[ordered.index(tags[RANGE_START]) : ordered.index(tags[RANGE_END]) + 1]
+        if len(files) > 1:
+            batches.append([source, files])
+    return batches
+
+
+def _judge_batches(
+    batches: list, loaded: dict[tuple[str, str], slices.LoadedFile], requested: dict
+) -> None:
+    """A load run stores its files one after another and stops at the first that fails: that
+    file keeps its request (not run again until it changes), the files after it were never
+    tried and are forgotten, so this tick requests them again. Called with no run in flight."""
+    for source, files in batches:
+        failed = False
+        for file in files:
+            key = f"{source}/{file}"
+            if failed:
+                requested.pop(key, None)
+                continue
+            entry = loaded.get((source, file))
+            failed = entry is None or [entry.size, entry.mtime_ns] != requested.get(key)
+
+
+def _forgotten_partitions(
+    context: dg.SensorEvaluationContext,
+    present: set[tuple[str, str]],
+    loaded: dict[tuple[str, str], slices.LoadedFile],
+) -> list[dg.DeleteDynamicPartitionsRequest]:
+    """Delete requests for partitions of files neither in the folder nor loaded (a failed or
+    never-run drop that was removed): nothing to take out of the tables, so any tick may."""
+    requests = []
+    for name, partitions in PARTITIONS.items():
+        gone = [
+            key
+            for key in context.instance.get_dynamic_partitions(partitions.name)
+            if (name, key) not in present and (name, key) not in loaded
+        ]
+        if gone:
+            requests.append(partitions.build_delete_request(gone))
+    return requests

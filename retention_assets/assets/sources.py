@@ -13,7 +13,7 @@ import pandas as pd
 from pydantic import Field
 
 from ..core import quality
-from ..core.loading import SourceError
+from ..core.loading import SourceError, source_files
 from ..core.sources import SOURCES, SourceSpec
 from ..data_folder import DataFolder
 from ..ingest.plan import plan_drops
@@ -121,7 +121,7 @@ def _store_drops(
                     f"{key}: rejected {entry.rows_rejected:,} of {entry.rows_read:,} rows "
                     f"(see table {slices.REJECTS})"
                 )
-        columns, row_count = slices.table_shape(conn, schema, spec.name)
+        columns, row_count = slices.source_shape(conn, schema, spec.name)
         reasons = slices.reject_reasons(conn, schema, spec.name, context.partition_keys)
     return dg.MaterializeResult(
         metadata={
@@ -172,8 +172,17 @@ def loaded_files(data_folder: DataFolder, database: PostgresResource):
     rows of files no longer in the data folder, so the analytics after it describe exactly
     the folder's files."""
     schema = database.db_schema
+    folder = Path(data_folder.path)
+    missing = [f"{name}.csv" for name in SOURCES if not source_files(folder, name)]
+    if missing:  # the analytics would otherwise fail on a table that was never created
+        raise dg.Failure(
+            description=f"{', '.join(missing)}: missing file: no CSV for this source was found "
+            f"in {folder} (every source needs NAME.csv or NAME_*.csv)",
+            metadata={"missing_files": missing},
+            allow_retries=False,
+        )
     with database.connect() as conn:
-        plan = plan_drops(Path(data_folder.path), slices.manifest(conn, schema))
+        plan = plan_drops(folder, slices.manifest(conn, schema))
         if plan.remove:
             slices.remove_files(conn, schema, plan.remove)
         loaded = sorted(slices.manifest(conn, schema).values(), key=lambda e: (e.source, e.file))

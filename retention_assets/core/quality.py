@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -101,3 +102,25 @@ def retention_bounds(rate: float) -> Verdict:
         f"retention_rate {rate:.2f}% is {'within' if passed else 'outside'} [0, 100]",
         {"retention_rate": rate},
     )
+
+
+def feeds_in_step(
+    last_check_in: dt.date | None, last_transaction: dt.date | None, max_gap_days: int = 7
+) -> Verdict:
+    """Both event feeds end within max_gap_days of each other: otherwise one is behind (a
+    missing drop) and the default snapshot date waits for it."""
+    figures = {
+        "last_check_in": str(last_check_in),
+        "last_transaction": str(last_transaction),
+    }
+    if last_check_in is None or last_transaction is None:
+        return Verdict(False, "one event feed is empty", figures)
+    gap = abs((last_check_in - last_transaction).days)
+    figures["gap_days"] = gap
+    behind = "attendance" if last_check_in < last_transaction else "transactions"
+    description = (
+        f"latest check-in {last_check_in}, latest transaction {last_transaction}: {gap} days apart"
+    )
+    if gap > max_gap_days:
+        description += f" (more than {max_gap_days}; {behind} is behind)"
+    return Verdict(gap <= max_gap_days, description, figures)

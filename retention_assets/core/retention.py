@@ -1,4 +1,4 @@
-"""The retention rate of a snapshot (SPEC section 3)."""
+"""The retention rate of a snapshot: customers whose recency is at most churn_days."""
 
 from __future__ import annotations
 

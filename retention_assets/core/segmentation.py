@@ -1,4 +1,4 @@
-"""KMeans segments over the RFM features, named from their centroids (SPEC section 3)."""
+"""KMeans segments over the RFM features, named from their centroids."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What each CSV source must hold: the column contract of SPEC section 2."""
+"""What each CSV source must hold: required and optional columns, their kinds and rules."""
 
 from __future__ import annotations
 
@@ -6,6 +6,18 @@ from dataclasses import dataclass
 from typing import Literal
 
 Kind = Literal["text", "date", "timestamp", "money", "count"]
+
+# A price or amount above this is a typo or garbage, not a payment: a trillion is far beyond
+# any gym's takings, keeps every value exact to the cent in float64 (2**53 cents ~ 9e13) and
+# any sum of them finite (1e308 / 1e12 rows), and fits PostgreSQL numeric with room to spare.
+MAX_MONEY = 1e12
+# Counts are parsed through float64 (so "30.0" and "1e3" are accepted), which holds every whole
+# number up to this one exactly: a larger count would be stored rounded. Fits int64.
+MAX_COUNT = 2**53 - 1
+# PostgreSQL truncates longer identifiers, so two long names could end up as one column.
+MAX_COLUMN_NAME_BYTES = 63
+# Every PostgreSQL table already has these columns: a CSV column of the same name cannot be created.
+SYSTEM_COLUMNS = frozenset({"tableoid", "xmin", "cmin", "xmax", "cmax", "ctid"})
 
 
 @dataclass(frozen=True)
@@ -78,3 +90,9 @@ ATTENDANCE = SourceSpec(
 SOURCES: dict[str, SourceSpec] = {
     s.name: s for s in (CUSTOMERS, PACKAGES, TRANSACTIONS, ATTENDANCE)
 }
+
+# Where each stored row came from: its drop file and physical line.
+FILE_COLUMN, LINE_COLUMN = "_file", "_line"
+# Names the loader keeps for its own bookkeeping (where a row came from, why it was rejected):
+# a CSV column of the same name would collide with them.
+RESERVED_COLUMNS = frozenset({FILE_COLUMN, LINE_COLUMN, "_reason"})

@@ -11,6 +11,10 @@ from ..core.loading import source_files
 from ..core.sources import SOURCES
 from ..storage.slices import LoadedFile
 
+_REFERENCED = {
+    col.references for spec in SOURCES.values() for col in spec.columns if col.references
+}
+
 
 @dataclass(frozen=True)
 class DropPlan:
@@ -21,6 +25,13 @@ class DropPlan:
     @property
     def empty(self) -> bool:
         return not (self.load or self.remove)
+
+    def first_stage(self) -> DropPlan:
+        """The loads to run before the others: files of sources other sources reference
+        (customers, packages), so references resolve as rows arrive instead of being held and
+        freed again, which costs work in proportion to the rows held."""
+        first = {name: files for name, files in self.load.items() if name in _REFERENCED}
+        return DropPlan(load=first or self.load, remove=self.remove, unsettled=self.unsettled)
 
     def describe(self) -> str:
         loads = sum(len(files) for files in self.load.values())

@@ -58,7 +58,7 @@ class DatabaseUnavailable(RuntimeError):
 
 def is_transient(exc: BaseException) -> bool:
     """Whether retrying the work that raised ``exc`` may succeed: the one rule every retry
-    decision uses (Dagster's RetryPolicy via fail_fast and the resource, the CLI)."""
+    decision uses (assets' fail_fast and PostgresResource.connect, ahead of DB_RETRY)."""
     if isinstance(exc, DatabaseUnavailable):
         return exc.transient
     if isinstance(exc, psycopg2.InterfaceError):  # the driver's word for a connection lost earlier
@@ -84,7 +84,7 @@ def parse_url(url: str) -> URL:
     where SQLAlchemy's parser stops at the first ``@`` and takes the rest of the password for
     the host (which error messages then print). So an ``@`` elsewhere must be written %40.
     Raises ValueError, quoting nothing of the URL, if it is not one."""
-    scheme, sep, rest = normalise_url(url).partition("://")
+    scheme, sep, rest = url.partition("://")
     if not sep:
         raise ValueError("not a URL of the form postgresql+psycopg2://user:password@host/db")
     userinfo, at, location = rest.rpartition("@")

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
+import psycopg2.errors
 from psycopg2 import sql
 
 from ..core.loading import spec_template
@@ -204,20 +205,12 @@ def replace_slice(
     with _transaction(conn) as cur:
         _begin(cur, schema)
         ensure_source(cur, schema, spec, columns)
-        new = sql.Identifier("_new_rows")
-        cur.execute(
-            sql.SQL("CREATE TEMPORARY TABLE {} (LIKE {}) ON COMMIT DROP").format(
-                new, _ident(schema, spec.name)
-            )
-        )
-        rejects, rows_read = fill(cur, new, columns)
-        cur.execute(sql.SQL("ANALYZE {}").format(new))
         _temp_ids(cur, "_redo")
-        _slice_ids(cur, schema, spec, entry.file, "_redo")
-        tracked = _track_presence(cur, schema, spec, entry.file, new)
-        _delete_slice(cur, schema, spec, entry.file)
-        _insert_new(cur, schema, spec, new)
-        _redecide(cur, schema, spec, "_redo")
+        if _holds_nothing(cur, schema, spec):
+            rejects, rows_read = _first_load(cur, schema, spec, fill, columns)
+            tracked = bool(_referencing(spec))
+        else:
+            rejects, rows_read, tracked = _drop_in(cur, schema, spec, entry.file, fill, columns)
         if tracked:
             _cascade(cur, schema, spec)
         _store_row_rejects(cur, schema, spec.name, entry.file, rejects, run_id)
@@ -226,6 +219,93 @@ def replace_slice(
         _end(cur, schema)
         accept(cur)
     return rows_read, len(rejects)
+
+
+def _holds_nothing(cur: Cursor, schema: str, spec: SourceSpec) -> bool:
+    cur.execute(
+        sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {}) AND NOT EXISTS (SELECT 1 FROM {})").format(
+            _ident(schema, spec.name), _ident(schema, held_table(spec.name))
+        )
+    )
+    return bool(cur.fetchone()[0])
+
+
+def _first_load(
+    cur: Cursor, schema: str, spec: SourceSpec, fill: Callable, columns: list[_Column]
+) -> tuple[pd.DataFrame, int]:
+    """A source's first file (a whole export, often): its rows go straight into `S`, written
+    once; then the few that break a cross-row rule are decided again. One sorted build of the
+    unique index both checks the ids and indexes them."""
+    table = _ident(schema, spec.name)
+    cur.execute(sql.SQL("DROP INDEX {}").format(_ident(schema, _key_index(spec))))
+    rejects, rows_read = fill(cur, table, columns)
+    if _referencing(spec):  # every id is new: what references may now resolve to
+        _temp_ids(cur, "_presence", ", was_present boolean, is_present boolean")
+        cur.execute(
+            sql.SQL(
+                "INSERT INTO _presence (k, was_present) SELECT DISTINCT {k}, false FROM {t}"
+            ).format(k=sql.Identifier(spec.id_column), t=table)
+        )
+    if unresolved := _unresolved(schema, spec, table):
+        cur.execute(sql.SQL("INSERT INTO _redo {} ON CONFLICT DO NOTHING").format(unresolved))
+    cur.execute("SAVEPOINT retention_key_index")
+    try:
+        _create_key_index(cur, schema, spec)
+        indexed = True
+    except psycopg2.errors.UniqueViolation:  # an id repeats in the file: find which
+        cur.execute("ROLLBACK TO SAVEPOINT retention_key_index")
+        cur.execute(
+            sql.SQL(
+                "INSERT INTO _redo SELECT {k} FROM {t} GROUP BY {k} HAVING count(*) > 1 "
+                "ON CONFLICT DO NOTHING"
+            ).format(k=sql.Identifier(spec.id_column), t=table)
+        )
+        indexed = False
+    cur.execute("RELEASE SAVEPOINT retention_key_index")
+    _redecide(cur, schema, spec, "_redo")
+    if not indexed:
+        _create_key_index(cur, schema, spec)
+    cur.execute(sql.SQL("ANALYZE {}").format(table))
+    return rejects, rows_read
+
+
+def _drop_in(
+    cur: Cursor,
+    schema: str,
+    spec: SourceSpec,
+    file: str,
+    fill: Callable,
+    columns: list[_Column],
+) -> tuple[pd.DataFrame, int, bool]:
+    """A file added to (or replacing one of) the files already stored: staged, so only the ids
+    it shares with stored rows are decided again."""
+    new = sql.Identifier("_new_rows")
+    cur.execute(
+        sql.SQL("CREATE TEMPORARY TABLE {} (LIKE {}) ON COMMIT DROP").format(
+            new, _ident(schema, spec.name)
+        )
+    )
+    rejects, rows_read = fill(cur, new, columns)
+    cur.execute(sql.SQL("ANALYZE {}").format(new))
+    replacing = _is_recorded(cur, schema, spec.name, file)
+    if replacing:
+        _slice_ids(cur, schema, spec, file, "_redo")
+    tracked = _track_presence(cur, schema, spec, file if replacing else None, new)
+    if replacing:
+        _delete_slice(cur, schema, spec, file)
+    _insert_new(cur, schema, spec, new)
+    _redecide(cur, schema, spec, "_redo")
+    return rejects, rows_read, tracked
+
+
+def _is_recorded(cur: Cursor, schema: str, source: str, file: str) -> bool:
+    cur.execute(
+        sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE source = %s AND file = %s)").format(
+            _ident(schema, MANIFEST)
+        ),
+        [source, file],
+    )
+    return bool(cur.fetchone()[0])
 
 
 def remove_files(conn: Connection, schema: str, entries: Iterable[LoadedFile]) -> None:
@@ -307,14 +387,15 @@ def _referencing(spec: SourceSpec) -> list[tuple[SourceSpec, str]]:
 
 
 def _track_presence(
-    cur: Cursor, schema: str, spec: SourceSpec, file: str, new: sql.Identifier | None
+    cur: Cursor, schema: str, spec: SourceSpec, file: str | None, new: sql.Identifier | None
 ) -> bool:
     """For a referenced source: `_presence` := the ids of the old and new slice, and whether
     each is an accepted id before the change."""
     if not _referencing(spec):
         return False
     _temp_ids(cur, "_presence", ", was_present boolean, is_present boolean")
-    _slice_ids(cur, schema, spec, file, "_presence")
+    if file is not None:
+        _slice_ids(cur, schema, spec, file, "_presence")
     if new is not None:
         cur.execute(
             sql.SQL("INSERT INTO _presence (k) SELECT {k} FROM {n} ON CONFLICT DO NOTHING").format(
@@ -383,21 +464,23 @@ def _insert_new(cur: Cursor, schema: str, spec: SourceSpec, new: sql.Identifier)
             "SELECT {k} FROM {new} GROUP BY {k} HAVING count(*) > 1 "
             "UNION SELECT n.{k} FROM {new} n JOIN {t} x ON x.{k} = n.{k} "
             "UNION SELECT n.{k} FROM {new} n JOIN {h} x ON x.{k} = n.{k} "
-            "UNION SELECT n.{k} FROM {new} n WHERE NOT ({ok}) ON CONFLICT DO NOTHING"
-        ).format(k=k, new=new, t=table, h=held, ok=_references_ok(schema, spec, "n"))
+            "{unresolved} ON CONFLICT DO NOTHING"
+        ).format(
+            k=k,
+            new=new,
+            t=table,
+            h=held,
+            unresolved=sql.SQL("UNION {}").format(u)
+            if (u := _unresolved(schema, spec, new))
+            else sql.SQL(""),
+        )
     )
-    cur.execute(sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {})").format(table))
-    empty = cur.fetchone()[0]
-    if empty:  # a first load: one sorted index build beats maintaining it row by row
-        cur.execute(sql.SQL("DROP INDEX {}").format(_ident(schema, _key_index(spec))))
     cur.execute(
         sql.SQL(
             "INSERT INTO {t} ({c}) SELECT {c} FROM {new} n "
             "WHERE NOT EXISTS (SELECT 1 FROM _redo x WHERE x.k = n.{k})"
         ).format(t=table, c=names, new=new, k=k)
     )
-    if empty:
-        _create_key_index(cur, schema, spec)
     cur.execute(
         sql.SQL(
             "INSERT INTO {h} ({c}) SELECT {c} FROM {new} n "
@@ -440,9 +523,24 @@ def _resolves(schema: str, spec: SourceSpec, alias: str) -> list[tuple[str, sql.
     ]
 
 
-def _references_ok(schema: str, spec: SourceSpec, alias: str) -> sql.Composable:
-    checks = [check for _, check in _resolves(schema, spec, alias)]
-    return sql.SQL(" AND ").join(checks) if checks else sql.SQL("true")
+def _unresolved(schema: str, spec: SourceSpec, rows: sql.Composable) -> sql.Composable | None:
+    """SQL: the ids of `rows` with a reference naming no accepted id (an anti-join per
+    reference column); None when `spec` references nothing."""
+    parts = [
+        sql.SQL(
+            "SELECT n.{k} FROM {rows} n WHERE n.{c} IS NOT NULL "
+            "AND NOT EXISTS (SELECT 1 FROM {t} r WHERE r.{rk} = n.{c})"
+        ).format(
+            k=sql.Identifier(spec.id_column),
+            rows=rows,
+            c=sql.Identifier(col.name),
+            t=_ident(schema, col.references),
+            rk=sql.Identifier(SOURCES[col.references].id_column),
+        )
+        for col in spec.columns
+        if col.references
+    ]
+    return sql.SQL(" UNION ").join(parts) if parts else None
 
 
 def _unknown_reasons(schema: str, spec: SourceSpec, alias: str) -> sql.Composable:
@@ -466,6 +564,9 @@ def _unknown_reasons(schema: str, spec: SourceSpec, alias: str) -> sql.Composabl
 def _redecide(cur: Cursor, schema: str, spec: SourceSpec, ids: str) -> None:
     """Every stored row of the ids in temp table `ids` again: the first row in (file name,
     line) order whose references resolve is accepted, the others are held with their reason."""
+    cur.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(ids)))
+    if not cur.fetchone()[0]:
+        return
     k = sql.Identifier(spec.id_column)
     table, held = _ident(schema, spec.name), _ident(schema, held_table(spec.name))
     row_columns = stored_columns(cur, schema, spec.name)
@@ -639,19 +740,20 @@ def reject_counts(cur: Cursor, schema: str, source: str) -> tuple[int, int]:
     return int(read), int(rejected) + int(held)
 
 
-def table_shape(conn: Connection, schema: str, table: str) -> tuple[list[tuple[str, str]], int]:
-    """[(column, PostgreSQL type)] and row count of a stored table."""
+def source_shape(conn: Connection, schema: str, source: str) -> tuple[list[tuple[str, str]], int]:
+    """[(column, PostgreSQL type)] and row count of a source table. Every row read is stored,
+    rejected or held, so the count comes from the manifest without scanning the table."""
     with _transaction(conn) as cur:
         cur.execute(
             "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
             "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped "
             "ORDER BY a.attnum",
-            [schema, table],
+            [schema, source],
         )
         columns = cur.fetchall()
-        cur.execute(sql.SQL("SELECT count(*) FROM {}").format(_ident(schema, table)))
-        return columns, cur.fetchone()[0]
+        read, rejected = reject_counts(cur, schema, source)
+        return columns, read - rejected
 
 
 def reject_reasons(

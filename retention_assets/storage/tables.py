@@ -404,17 +404,19 @@ def _lock_holders(cur: Cursor, schema: str, table: str) -> str:
           AND l.relation = to_regclass(%s)
         ORDER BY a.pid, l.mode
         """,
-        [sql.Identifier(schema, table).as_string(cur.connection)],
+        [sql.Identifier(schema, table).as_string(cur)],
     )
-    holders = [
+    rows = cur.fetchall()
+    if not rows:
+        return "the holder has let go since; try again."
+    holders = "; ".join(
         f"pid {pid} (application_name {app!r}, state {state!r}, query started "
         f"{started.isoformat(sep=' ', timespec='seconds') if started else 'never'}, holds {mode})"
-        for pid, app, state, started, mode in cur.fetchall()
-    ]
-    if not holders:
-        return "the holder has let go since; try again."
-    return "; ".join(holders) + (
-        ". Commit or end that session (SELECT pg_terminate_backend(pid)), then try again."
+        for pid, app, state, started, mode in rows
+    )
+    return (
+        f"{holders}. Commit or end that session (e.g. SELECT pg_terminate_backend({rows[0][0]})), "
+        "then try again."
     )
 
 
@@ -451,7 +453,7 @@ def _replace_table(
         cur.execute(sql.SQL("CREATE TABLE {} ({})").format(staging, columns_ddl))
         fill(cur, staging)
         target = sql.Identifier(schema, table)
-        cur.execute("SELECT to_regclass(%s) IS NOT NULL", [target.as_string(conn)])
+        cur.execute("SELECT to_regclass(%s) IS NOT NULL", [target.as_string(cur)])
         if cur.fetchone()[0]:
             _lock_for_swap(cur, schema, table)
         cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(target))
