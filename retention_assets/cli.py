@@ -60,7 +60,11 @@ def main(argv: list[str] | None = None) -> int:
         default="padded",
         help="padded: C0000001 (sorted, fixed width); int: 1..N; uuid: random UUID4",
     )
-    gen.add_argument("--shuffle", action="store_true", help="write rows in random order")
+    gen.add_argument(
+        "--shuffle",
+        action="store_true",
+        help="write rows in random order (event rows within chunks of ~10,000 customers)",
+    )
 
     run = commands.add_parser("run", help="materialize every asset, in this process")
     run.add_argument("--data-dir", help="folder of the CSV drops (default: RETENTION_DATA_DIR)")

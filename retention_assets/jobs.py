@@ -28,7 +28,6 @@ JOBS = [
         dg.define_asset_job(
             load_job_name(name),
             selection=[name],
-            partitions_def=PARTITIONS[name],
             description=f"Store {name} drop files (one partition per file).",
         )
         for name in SOURCES

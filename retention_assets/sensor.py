@@ -95,7 +95,7 @@ def csv_drops(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         return dg.SensorResult(
             run_requests=[dg.RunRequest(job_name=job, tags=tags) for job, tags in loads],
             dynamic_partitions_requests=partition_requests + cleanup,
-            cursor=json.dumps(cursor | {"requested": requested, "batches": _batches(keys, loads)}),
+            cursor=_cursor(cursor, requested, _batches(keys, loads)),
         )
     state = _folder_state(plan, loaded)
     unchanged = state == cursor.get("analyzed")
@@ -104,7 +104,7 @@ def csv_drops(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         return dg.SensorResult(
             skip_reason=f"nothing new to run ({plan.describe()})",
             dynamic_partitions_requests=cleanup,
-            cursor=json.dumps(cursor | {"requested": requested, "batches": []}),
+            cursor=_cursor(cursor, requested),
         )
     removals = [
         PARTITIONS[e.source].build_delete_request([e.file])
@@ -115,11 +115,14 @@ def csv_drops(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     return dg.SensorResult(
         run_requests=[dg.RunRequest(job_name=ANALYTICS_JOB, run_key=f"{state}-{analyses}")],
         dynamic_partitions_requests=removals + cleanup,
-        cursor=json.dumps(
-            cursor
-            | {"requested": requested, "batches": [], "analyzed": state, "analyses": analyses}
-        ),
+        cursor=_cursor({"analyzed": state, "analyses": analyses}, requested),
     )
+
+
+def _cursor(previous: dict, requested: dict, batches: list | None = None) -> str:
+    """The new cursor: only the keys this version reads (an older cursor's others go)."""
+    kept = {k: previous[k] for k in ("analyzed", "analyses") if k in previous}
+    return json.dumps(kept | {"requested": requested, "batches": batches or []})
 
 
 def _key(source: str, path: Path) -> str:

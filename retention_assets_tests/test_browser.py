@@ -1,17 +1,25 @@
 """What an analyst sees, in a real browser: dagster-webserver on loopback, headless Chromium
-driven by Playwright, "Materialize all" clicked in the asset graph, then the rfm, retention and
-clv pages checked for their tables and plots.
+driven by Playwright.
+
+The drops are loaded the way a user without the daemon does it: `retention-assets run` on the
+webserver's own instance (DAGSTER_HOME), twice for earlier snapshots, so the UI knows every
+drop file as a partition of its source. The analyst then clicks "Materialize all" on the
+`analytics` job's page (the global graph's button cannot run the partitioned sources and the
+unpartitioned analytics in one run), and reads the rfm, retention and clv pages, a source's
+partitions (one per drop file) and `loaded_files`.
 
 Screenshots go to artifacts/screenshots/ in the repo root (CI keeps them as artifacts):
 01_asset_graph.png, 02_rfm_segment_profile.png, 03_rfm_segment_plot.png,
-04_retention_plot.png, 05_clv_tables.png, 06_clv_plot.png.
+04_retention_plot.png, 05_clv_tables.png, 06_clv_plot.png, 07_attendance_partitions.png,
+08_loaded_files.png.
 
 Only the webserver runs, with runs launched straight from it (DefaultRunCoordinator): without a
-daemon the csv_drops sensor never ticks, so the button's run is the only one. Chromium comes
-from Debian (`apt-get install chromium`); Playwright only drives it and never downloads a
+daemon the csv_drops sensor never ticks, so the button's run is the only one it starts. Chromium
+comes from Debian (`apt-get install chromium`); Playwright only drives it and never downloads a
 browser. Without /usr/bin/chromium the test is skipped, unless RETENTION_REQUIRE_BROWSER=1.
 """
 
+import csv
 import importlib.util
 import json
 import os
@@ -42,9 +50,14 @@ SCREENSHOTS = REPO_ROOT / "artifacts" / "screenshots"
 CHROMIUM = Path("/usr/bin/chromium")
 WEBSERVER = Path(sys.executable).parent / "dagster-webserver"
 SAMPLE_DATA = REPO_ROOT / "data"
+LOCATION = "retention_assets.definitions"  # the code location `-m retention_assets.definitions`
+# The sample's attendance.csv split as monthly exports would arrive: its September and October
+# check-ins as drops of their own (same rows, so the same figures).
+ATTENDANCE_DROPS = ["attendance_2026-09.csv", "attendance_2026-10.csv"]
+ATTENDANCE_FILES = ["attendance.csv", *ATTENDANCE_DROPS]
 VIEWPORT = {"width": 1920, "height": 1080}
 START_TIMEOUT = 90  # seconds for the webserver and its code server to come up (about 15 s)
-RUN_TIMEOUT = 120  # seconds for the whole graph on the sample data (about 10 s)
+RUN_TIMEOUT = 180  # seconds for the analytics on the sample data (about 10 s)
 UI_TIMEOUT_MS = 30_000
 EARLIER_SNAPSHOTS = ["2026-08-31", "2026-09-30"]  # the sample data's latest event: 2026-10-31
 
@@ -58,7 +71,7 @@ nux:  # the "Join the Dagster community" pop-up would cover the screenshots
   enabled: false
 """
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = pytest.mark.timeout(600)
 
 
 def _require_browser() -> None:
@@ -100,7 +113,8 @@ class Webserver:
         return "\n".join(text.splitlines()[-lines:])
 
     def runs(self) -> list[dict]:
-        data = self.graphql("{ runsOrError { ... on Runs { results { runId status } } } }")
+        """Every run, newest first."""
+        data = self.graphql("{ runsOrError { ... on Runs { results { runId status jobName } } } }")
         return data["runsOrError"]["results"]
 
 
@@ -166,17 +180,46 @@ def schema(database_url: str) -> Iterator[str]:
 
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
-    return shutil.copytree(SAMPLE_DATA, tmp_path / "data")
+    data = shutil.copytree(SAMPLE_DATA, tmp_path / "data")
+    with (data / "attendance.csv").open(newline="") as f:
+        header, *rows = csv.reader(f)
+    by_file: dict[str, list[list[str]]] = {name: [] for name in ATTENDANCE_FILES}
+    for row in rows:  # check_in is the third column: YYYY-MM-DD hh:mm:ss
+        drop = f"attendance_{row[2][:7]}.csv"
+        by_file[drop if drop in by_file else "attendance.csv"].append(row)
+    for name, file_rows in by_file.items():
+        assert file_rows, name
+        with (data / name).open("w", newline="") as f:
+            csv.writer(f).writerows([header, *file_rows])
+    then = time.time() - 60  # exported a while ago: no waiting for files still being written
+    for path in data.iterdir():
+        os.utime(path, (then, then))
+    return data
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """DAGSTER_HOME of the webserver, and of the command line runs before it."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(INSTANCE_YAML)
+    return home
 
 
 @pytest.fixture
 def earlier_snapshots(
-    database_url: str, schema: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+    database_url: str,
+    schema: str,
+    data_dir: Path,
+    home: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> list[str]:
     """Snapshots stored before the analyst's run (as monthly runs would have left them), so the
-    retention plot has a history to draw. Materialized by the command line, in this process."""
+    retention plot has a history to draw. `retention-assets run`, in this process, on the UI's
+    instance: the first loads every drop (one run per source, registering the files as
+    partitions), the second finds nothing new and runs only the analytics."""
     monkeypatch.chdir(data_dir.parent)  # no stray .env
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)  # an ephemeral instance: not the UI's
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("RETENTION_DB_SCHEMA", schema)
     for as_of in EARLIER_SNAPSHOTS:
@@ -186,11 +229,8 @@ def earlier_snapshots(
 
 @pytest.fixture
 def webserver(
-    database_url: str, schema: str, data_dir: Path, tmp_path: Path
+    database_url: str, schema: str, data_dir: Path, home: Path, tmp_path: Path
 ) -> Iterator[Webserver]:
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text(INSTANCE_YAML)
     port = _free_port()
     env = {
         **os.environ,
@@ -220,11 +260,12 @@ def webserver(
         _stop(proc)
 
 
-def _wait_for_run(server: Webserver) -> dict:
+def _wait_for_new_run(server: Webserver, before: int) -> dict:
+    """The run started after the first `before`, once finished."""
     deadline = time.monotonic() + RUN_TIMEOUT
     while time.monotonic() < deadline:
         runs = server.runs()
-        if runs and runs[0]["status"] in ("SUCCESS", "FAILURE", "CANCELED"):
+        if len(runs) > before and runs[0]["status"] in ("SUCCESS", "FAILURE", "CANCELED"):
             return runs[0]
         time.sleep(1)
     pytest.fail(f"no finished run after {RUN_TIMEOUT} s: {server.runs()}\n{server.tail()}")
@@ -258,7 +299,7 @@ def _close_dialog(page) -> None:
     page.get_by_role("dialog").wait_for(state="detached")
 
 
-def test_analyst_materializes_from_the_ui_and_reads_segments_and_retention(
+def test_analyst_runs_the_analytics_from_the_ui_and_reads_segments_partitions_and_retention(
     earlier_snapshots: list[str], webserver: Webserver, database_url: str, schema: str
 ):
     from playwright.sync_api import expect, sync_playwright
@@ -266,7 +307,12 @@ def test_analyst_materializes_from_the_ui_and_reads_segments_and_retention(
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     for old in SCREENSHOTS.glob("*.png"):
         old.unlink()
-    assert webserver.runs() == []
+    earlier = webserver.runs()  # the command line's: a load per source, then two analytics
+    assert sorted(r["jobName"] for r in earlier) == sorted(
+        ["analytics"] * len(earlier_snapshots)
+        + ["load_attendance", "load_customers", "load_packages", "load_transactions"]
+    )
+    assert {r["status"] for r in earlier} == {"SUCCESS"}
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
@@ -277,23 +323,25 @@ def test_analyst_materializes_from_the_ui_and_reads_segments_and_retention(
             page = browser.new_page(viewport=VIEWPORT)
             page.set_default_timeout(UI_TIMEOUT_MS)
 
-            # The global asset graph, both groups unfolded, then "Materialize all".
+            # The analytics job's page: "Materialize all" runs loaded_files and downstream.
+            page.goto(f"{webserver.url}/locations/{LOCATION}/jobs/analytics")
+            page.get_by_role("button", name="Materialize all").click()
+            run = _wait_for_new_run(webserver, len(earlier))
+            assert run["status"] == "SUCCESS", f"{run}\n{webserver.tail()}"
+            assert run["jobName"] == "analytics"
+            assert len(webserver.runs()) == len(earlier) + 1  # nothing from the sensor
+
+            # The global asset graph, both groups unfolded.
             page.goto(f"{webserver.url}/asset-groups")
-            materialize_all = page.get_by_role("button", name="Materialize all")
-            materialize_all.wait_for()
+            page.get_by_role("button", name="Materialize all").wait_for()  # "...", a dialog
             unfold = page.locator('[aria-label="unfold_more"]')
             unfold.first.wait_for()
             for remaining in reversed(range(unfold.count())):
                 unfold.first.click()
                 expect(unfold).to_have_count(remaining)
             page.get_by_role("button", name="Hide navigation").click()
-            materialize_all.click()
-            run = _wait_for_run(webserver)
-            assert run["status"] == "SUCCESS", f"{run}\n{webserver.tail()}"
-            assert len(webserver.runs()) == 1  # the button's run, nothing from the sensor
-
             page.reload()  # re-fits the unfolded graph (kept in local storage) to the window
-            for asset in ("customers", "rfm_features", "rfm", "clv", "retention"):
+            for asset in ("customers", "loaded_files", "rfm_features", "rfm", "clv", "retention"):
                 page.get_by_text(asset, exact=True).first.wait_for()
             expect(page.get_by_text(re.compile(r"^Loading"))).to_have_count(0)
             expect(page.get_by_text("Never materialized")).to_have_count(0)
@@ -302,6 +350,9 @@ def test_analyst_materializes_from_the_ui_and_reads_segments_and_retention(
             with closing(connect(database_url)) as conn:
                 rfm = read_table(conn, schema, "rfm")
                 retention = read_table(conn, schema, "retention")
+                with conn.cursor() as cur:
+                    cur.execute(f'SELECT source, file, rows_read FROM "{schema}".loaded_files')
+                    loaded = {(source, file): rows for source, file, rows in cur.fetchall()}
             sizes = rfm["segment"].value_counts()
 
             # rfm: the segment profile table, then the segment plot.
@@ -341,6 +392,37 @@ def test_analyst_materializes_from_the_ui_and_reads_segments_and_retention(
             _screenshot(page, "05_clv_tables.png")
             _open_markdown_image(page, "clv_plot")
             _screenshot(page, "06_clv_plot.png")
+            _close_dialog(page)
+
+            # attendance: one partition per drop file, all materialized; the latest drop open.
+            page.goto(f"{webserver.url}/assets/attendance?view=partitions")
+            expect(page.get_by_text(f"Materialized ({len(ATTENDANCE_FILES)})")).to_be_visible()
+            expect(page.get_by_text("Failed (0)")).to_be_visible()
+            expect(page.get_by_text("Missing (0)")).to_be_visible()
+            for name in ATTENDANCE_FILES:
+                expect(page.get_by_text(name, exact=True).first).to_be_visible()
+            page.get_by_text(ATTENDANCE_DROPS[-1], exact=True).first.click()
+            expect(page).to_have_url(re.compile(r"partition=attendance_2026-10\.csv"))
+            # Its latest materialization: the run of the load_attendance job.
+            expect(page.get_by_role("link", name="load_attendance")).to_be_visible()
+            _screenshot(page, "07_attendance_partitions.png")
+
+            # loaded_files: the manifest, one row per file with its rows read and rejected.
+            page.goto(f"{webserver.url}/assets/loaded_files")
+            files = _metadata_row(page, "files")
+            files.scroll_into_view_if_needed()
+            rows = files.locator("table tbody tr").evaluate_all(
+                "rows => rows.map(r => [...r.cells].map(c => c.innerText.trim()))"
+            )
+            shown = {(row[0], row[1]): int(row[2]) for row in rows}
+            assert shown == loaded
+            assert {file for _, file in shown} == {
+                "customers.csv",
+                "packages.csv",
+                "transactions.csv",
+                *ATTENDANCE_FILES,
+            }
+            _screenshot(page, "08_loaded_files.png")
         finally:
             browser.close()
 
@@ -351,4 +433,6 @@ def test_analyst_materializes_from_the_ui_and_reads_segments_and_retention(
         "04_retention_plot.png",
         "05_clv_tables.png",
         "06_clv_plot.png",
+        "07_attendance_partitions.png",
+        "08_loaded_files.png",
     ]

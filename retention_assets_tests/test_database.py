@@ -55,7 +55,7 @@ def test_normalise_url(url, expected):
         ("postgresql://u@h/db?password=hunter2", "postgresql://u@h/db?password=%2A%2A%2A"),
         (
             "not-a-url//user:hunter2@host?password=hunter2&x=1",
-            "not-a-url//user:***@host?password=***&x=1",
+            "<unparseable database URL, not shown>",
         ),
     ],
 )
@@ -138,7 +138,7 @@ conn.close()
 print(json.dumps({"url": url, "rows": out.to_dict("records"),
                   "dtypes": [str(d) for d in out.dtypes]}), flush=True)
 if mode == "wait":
-    time.sleep(60)
+    time.sleep(600)  # until the test sends SIGTERM
 """
 
 
@@ -155,7 +155,7 @@ def run_embedded(tmp_path: Path, pgdata: Path, mode: str) -> subprocess.Popen:
 
 
 def finish(process: subprocess.Popen) -> dict:
-    stdout, stderr = process.communicate(timeout=90)
+    stdout, stderr = process.communicate(timeout=300)  # a busy machine starts slowly
     assert process.returncode == 0, stderr
     return json.loads(stdout)
 
@@ -191,7 +191,7 @@ def test_embedded_server_starts_persists_and_stops(tmp_path, pgdata):
     assert json.loads(waiting.stdout.readline())["rows"] == first["rows"]
     assert (pgdata / "postmaster.pid").exists()
     waiting.send_signal(signal.SIGTERM)
-    waiting.communicate(timeout=60)
+    waiting.communicate(timeout=300)
     assert waiting.returncode == 128 + signal.SIGTERM
     assert not (pgdata / "postmaster.pid").exists()
     assert json.loads((pgdata / ".handle_pids.json").read_text()) == []

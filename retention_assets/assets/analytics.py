@@ -30,7 +30,7 @@ from .metadata import (
     rfm_lineage,
     ui_table,
 )
-from .policies import DB_RETRY, TABLE_KINDS, check_result, check_spec, fail_fast
+from .policies import DB_RETRY, TABLE_KINDS, check_result, check_spec, fail_fast, stored_if
 from .sources import loaded_files
 
 GROUP = "analytics"
@@ -198,7 +198,7 @@ def rfm(
     )
     shares = quality.segment_shares(segmented, config.min_segment_share)
     return dg.MaterializeResult(
-        value=segmented,
+        value=stored_if(counts, segmented),
         metadata={
             "as_of": snapshot_date(segmented).isoformat(),
             "segment_profile": ui_table(profile, percent=("share",)),
@@ -247,7 +247,7 @@ def clv(config: ClvConfig, rfm_features: pd.DataFrame, database: PostgresResourc
     types = frame["predicted_customer_type"].value_counts().sort_index()
     verdict = quality.clv_rows(frame, rfm_features["customer_id"])
     return dg.MaterializeResult(
-        value=frame,
+        value=stored_if(verdict, frame),
         metadata={
             "as_of": as_of.isoformat(),
             "total_clv": float(frame["clv_value"].sum()),
@@ -285,7 +285,7 @@ def retention(
     row = summary.frame(pd.Timestamp.now(tz="UTC"))
     history = _history_with(row, database, context.asset_key.path[-1])
     return dg.MaterializeResult(
-        value=row,
+        value=stored_if(in_range, row),
         check_results=[check_result("rate_in_range", in_range)],
         metadata={
             "retention_rate": dg.MetadataValue.float(summary.retention_rate),

@@ -52,3 +52,9 @@ def check_result(
         description=verdict.description,
         metadata=verdict.figures,
     )
+
+
+def stored_if(verdict: Verdict, frame: R) -> R | None:
+    """The frame to store, or None (the IO manager then keeps the table as it was) when the
+    blocking check guarding it failed: a result its own check refuses is never swapped in."""
+    return frame if verdict.passed else None

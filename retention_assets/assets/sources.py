@@ -59,7 +59,7 @@ def _source_asset(spec: SourceSpec, description: str) -> dg.AssetsDefinition:
                 spec.name,
                 REJECT_CHECK,
                 "Rejected rows stay at or below max_reject_fraction of the source's rows; a drop "
-                "that would pass it is not stored.",
+                "that would exceed it is not stored.",
             )
         ],
     )
@@ -127,9 +127,12 @@ def _store_drops(
         metadata={
             **table_metadata(schema, spec.name, columns, row_count),
             **verdicts[-1].figures,
-            "files": [e.file for e in stored],
-            "file_rows_read": sum(e.rows_read for e in stored),
-            "file_rows_rejected": sum(e.rows_rejected for e in stored),
+            "files_this_run": md_table(
+                pd.DataFrame(
+                    [(e.file, e.rows_read, e.rows_rejected) for e in stored],
+                    columns=["file", "rows_read", "rows_rejected_per_row"],
+                )
+            ),
             "top_reject_reasons": dg.MetadataValue.md(
                 "\n".join(f"- {reason}: {n:,}" for reason, n in reasons) or "none"
             ),
