@@ -1,10 +1,16 @@
 """Benchmark: the naive pandas script, the bare `psql \\copy` floor and our graph, in one run.
 
     .venv/bin/python benchmarks/run.py --tier M        # S: 2k, M: 100k, L: 1M customers
+    .venv/bin/python benchmarks/run.py --tier S --id-shapes padded int uuid
+    .venv/bin/python benchmarks/run.py --tier M --scenario drops --id-shape int
 
-Generates (or reuses) the tier's data, then runs the three alternately, --reps times each,
-and prints a table (wall time, peak RSS of the process tree, rows/s, per-asset times, the
-ratios of the issue's targets); the same figures go to benchmarks/out/<tier>.json.
+Generates (or reuses) the tier's data in each id shape asked for (padded C0000001, int 1..N,
+uuid), as real exports differ and sorted padded ids hide costs. --scenario full (default) runs
+the four alternately, --reps times each, and prints a table (wall time, peak RSS of the process
+tree, rows/s, per-asset times, the ratios of the issue's targets); the same figures go to
+benchmarks/out/<tier>[-<shape>].json. --scenario drops loads the history without its last day,
+then times `retention-assets run` as that day's drop arrives, is replaced by a changed copy and
+is removed (see drops.py), to benchmarks/out/<tier>[-<shape>]-drops.json.
 """
 
 import argparse
@@ -17,16 +23,22 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import drops
 import psutil
 import psycopg2
 from sqlalchemy.engine import make_url
 
+from retention_assets.generate import ID_SHAPES
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out"
 TIERS = {"S": 2_000, "M": 100_000, "L": 1_000_000}
+SOURCES = ("customers", "packages", "transactions", "attendance")
 BIN = Path(sys.executable).parent
+GRAPH_SCHEMA = "bench_graph"
 
 FLOOR_SQL = """
 DROP SCHEMA IF EXISTS bench_floor CASCADE;
@@ -40,11 +52,8 @@ CREATE TABLE transactions (transaction_id text, customer_id text, transaction_da
     amount numeric, package_id text, payment_method text);
 CREATE TABLE attendance (attendance_id text, customer_id text, check_in timestamp,
     check_out timestamp, club text);
-\\copy customers FROM '{data}/customers.csv' WITH (FORMAT csv, HEADER)
-\\copy packages FROM '{data}/packages.csv' WITH (FORMAT csv, HEADER)
-\\copy transactions FROM '{data}/transactions.csv' WITH (FORMAT csv, HEADER)
-\\copy attendance FROM '{data}/attendance.csv' WITH (FORMAT csv, HEADER)
 """
+FLOOR_COPY = "\\copy {table} FROM '{path}' WITH (FORMAT csv, HEADER)\n"
 
 
 def measure(cmd: list[str], env: dict[str, str] | None = None) -> dict:
@@ -76,21 +85,34 @@ def measure(cmd: list[str], env: dict[str, str] | None = None) -> dict:
     return {"wall": wall, "peak_rss_mb": peak[0] / 2**20, "stdout": stdout}
 
 
-def prepare_data(tier: str) -> tuple[Path, int]:
-    data = OUT / f"data-{tier}"
+def stem(tier: str, shape: str) -> str:
+    """Name of a tier+shape's cached data and results; padded keeps the names it had."""
+    return tier if shape == "padded" else f"{tier}-{shape}"
+
+
+def prepare_data(tier: str, shape: str = "padded") -> tuple[Path, int]:
+    data = OUT / f"data-{stem(tier, shape)}"
     marker = data / ".complete"
     if not marker.exists():
-        print(f"generating tier {tier} ({TIERS[tier]:,} customers) into {data} ...", flush=True)
+        print(
+            f"generating tier {tier} ({TIERS[tier]:,} customers, {shape} ids) into {data} ...",
+            flush=True,
+        )
         subprocess.run(
-            [BIN / "retention-assets", "generate", "--customers", str(TIERS[tier]), "--out", data],
+            [
+                *(BIN / "retention-assets", "generate", "--customers", str(TIERS[tier])),
+                *("--id-shape", shape, "--out", data),
+            ],
             check=True,
         )
         marker.touch()
-    rows = 0
-    for name in ("customers", "packages", "transactions", "attendance"):
-        with (data / f"{name}.csv").open("rb") as f:
-            rows += sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 24), b"")) - 1
-    return data, rows
+    return data, sum(count_rows(data / f"{name}.csv") for name in SOURCES)
+
+
+def count_rows(path: Path) -> int:
+    """Data rows of a CSV (lines after the header)."""
+    with path.open("rb") as f:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 24), b"")) - 1
 
 
 def run_script(script: str, data: Path, url: str) -> dict:
@@ -104,9 +126,12 @@ def run_naive(data: Path, url: str) -> dict:
     return run_script("naive_baseline.py", data, url)
 
 
-def run_floor(data: Path, url: str) -> dict:
+def run_floor(data: Path, url: str, files: dict[str, Path] | None = None) -> dict:
+    """`psql \\copy` of `files` (table -> CSV; default: data's four) into fresh text tables."""
+    files = files or {name: data / f"{name}.csv" for name in SOURCES}
     with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
-        f.write(FLOOR_SQL.format(data=data))
+        f.write(FLOOR_SQL)
+        f.writelines(FLOOR_COPY.format(table=t, path=path) for t, path in files.items())
     u = make_url(url)
     cmd = [
         "psql",
@@ -131,32 +156,55 @@ def run_floor(data: Path, url: str) -> dict:
 
 
 def run_graph(data: Path, url: str) -> dict:
-    env = os.environ | {"DATABASE_URL": url, "RETENTION_DB_SCHEMA": "bench_graph"}
+    """`retention-assets run` on `data`: it loads only the files new or changed since the
+    last run into `url` (all of them into an empty schema). A step that runs more than once
+    (one run per range of drop files) counts with its total time; `plan` is what `run` said
+    it would do ("1 file(s) to load, 0 to remove"), to show a scenario did what it meant."""
+    env = os.environ | {"DATABASE_URL": url, "RETENTION_DB_SCHEMA": GRAPH_SCHEMA}
     env.pop("DAGSTER_HOME", None)
     result = measure([str(BIN / "retention-assets"), "run", "--data-dir", str(data)], env)
-    steps = {}
+    steps: dict[str, float] = {}
     for line in result["stdout"].splitlines():
         parts = line.split()
         if len(parts) == 5 and parts[1:3] == ["done", "in"]:
-            steps[parts[0]] = float(parts[3])
+            steps[parts[0]] = steps.get(parts[0], 0.0) + float(parts[3])
+        elif " file(s) to load" in line:
+            result["plan"] = line.rsplit(": ", 1)[-1]
     result["phases"] = steps
     return result
+
+
+def run_graph_full(data: Path, url: str) -> dict:
+    """The graph's full build: into an empty schema, as `run` would otherwise load nothing
+    the second time round."""
+    drop_schema(url, GRAPH_SCHEMA)
+    return run_graph(data, url)
 
 
 def run_analytics(data: Path, url: str) -> dict:
     return run_script("analytics_only.py", data, url)
 
 
-def fresh_database(admin_url: str, name: str) -> str:
-    admin = psycopg2.connect(
-        make_url(admin_url).render_as_string(hide_password=False).replace("+psycopg2", "")
+def _execute(url: str, *statements: str) -> None:
+    conn = psycopg2.connect(
+        make_url(url).render_as_string(hide_password=False).replace("+psycopg2", "")
     )
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        cur.execute(f'CREATE DATABASE "{name}"')
-    admin.close()
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        for statement in statements:
+            cur.execute(statement)
+    conn.close()
+
+
+def fresh_database(admin_url: str, name: str) -> str:
+    _execute(
+        admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"'
+    )
     return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_schema(url: str, schema: str) -> None:
+    _execute(url, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 def median(values: list[float]) -> float:
@@ -169,7 +217,19 @@ def main() -> None:
     )
     parser.add_argument("--tier", choices=TIERS, default="S")
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--only", nargs="*", choices=["naive", "floor", "graph", "analytics"])
+    parser.add_argument(
+        "--id-shape",
+        "--id-shapes",
+        dest="id_shapes",
+        nargs="+",
+        choices=ID_SHAPES,
+        default=["padded"],
+        help="id shape(s) of the generated data, each benchmarked in turn (default: padded)",
+    )
+    parser.add_argument("--scenario", choices=["full", "drops"], default="full")
+    parser.add_argument(
+        "--only", nargs="*", choices=["naive", "floor", "graph", "analytics"], help="full only"
+    )
     parser.add_argument(
         "--admin-url",
         default=os.environ.get(
@@ -177,13 +237,23 @@ def main() -> None:
         ),
     )
     args = parser.parse_args()
+    if args.only and args.scenario != "full":
+        parser.error("--only applies to --scenario full")
     OUT.mkdir(parents=True, exist_ok=True)
-    data, rows = prepare_data(args.tier)
+    for shape in dict.fromkeys(args.id_shapes):
+        data, rows = prepare_data(args.tier, shape)
+        if args.scenario == "full":
+            bench_full(args.tier, shape, data, rows, args)
+        else:
+            bench_drops(args.tier, shape, data, args)
+
+
+def bench_full(tier: str, shape: str, data: Path, rows: int, args: argparse.Namespace) -> None:
     url = fresh_database(args.admin_url, "retention_bench")
     runners = {
         "naive": run_naive,
         "floor": run_floor,
-        "graph": run_graph,
+        "graph": run_graph_full,
         "analytics": run_analytics,
     }
     chosen = args.only or list(runners)
@@ -198,11 +268,115 @@ def main() -> None:
                 f"{result['peak_rss_mb']:7.0f} MB",
                 flush=True,
             )
-    report = summarise(args.tier, rows, results)
-    (OUT / f"{args.tier}.json").write_text(
-        json.dumps({"tier": args.tier, "rows": rows, "runs": results, "summary": report}, indent=2)
+    report = summarise(tier, rows, results)
+    (OUT / f"{stem(tier, shape)}.json").write_text(
+        json.dumps(
+            {"tier": tier, "id_shape": shape, "rows": rows, "runs": results, "summary": report},
+            indent=2,
+        )
     )
-    print_table(args.tier, rows, results, report)
+    print_table(f"{tier} ({shape} ids)", rows, results, report)
+
+
+COPY_S = "\\copy s"  # f-strings take no backslash before Python 3.12
+DROP_STEPS = ("full build", "one-day drop", "replaced file", "removed file")
+
+
+def bench_drops(tier: str, shape: str, data: Path, args: argparse.Namespace) -> None:
+    """Per rep, on an empty database: load base/ (full build); copy the day's drop files in
+    and run (+ the \\copy floor of the same files); replace the day's attendance file by a
+    changed copy and run; remove the day's transactions file and run."""
+    folders = drops.build_drop_folders(data, OUT / f"drops-{stem(tier, shape)}")
+    drop_files = folders.drop_files()
+    drop_rows = {source: count_rows(path) for source, path in drop_files.items()}
+    work = folders.root / "work"
+    results: dict[str, list[dict]] = {name: [] for name in (*DROP_STEPS, "floor")}
+
+    def timed(rep: int, name: str, runner: Callable[..., dict], *run_args: object) -> None:
+        result = runner(*run_args)
+        result.pop("stdout")
+        results[name].append(result)
+        print(
+            f"rep {rep + 1}/{args.reps} {name:<14} {result['wall']:7.1f} s  "
+            f"{result['peak_rss_mb']:7.0f} MB  {result.get('plan', '')}",
+            flush=True,
+        )
+
+    for rep in range(args.reps):
+        url = fresh_database(args.admin_url, "retention_bench")
+        drops.reset_work(folders, work)
+        timed(rep, "full build", run_graph, work, url)
+        drops.add_drop(folders, work)
+        timed(rep, "one-day drop", run_graph, work, url)
+        timed(rep, "floor", run_floor, folders.drop, url, drop_files)
+        drops.replace_with_changed_copy(work / drop_files["attendance"].name)
+        timed(rep, "replaced file", run_graph, work, url)
+        (work / drop_files["transactions"].name).unlink()
+        timed(rep, "removed file", run_graph, work, url)
+    report = summarise_drops(results)
+    (OUT / f"{stem(tier, shape)}-drops.json").write_text(
+        json.dumps(
+            {
+                "tier": tier,
+                "id_shape": shape,
+                "day": folders.day,
+                "drop_rows": drop_rows,
+                "runs": results,
+                "summary": report,
+            },
+            indent=2,
+        )
+    )
+    print_drops_table(f"{tier} ({shape} ids)", folders.day, drop_rows, args.reps, report)
+
+
+def summarise_drops(results: dict[str, list[dict]]) -> dict:
+    """Medians per step; the drop's source steps (the four source assets' step times) against
+    its floor, as the target is "source steps <= 2 x \\copy of the same files + 1 s"."""
+
+    def wall(name: str) -> float:
+        return median([r["wall"] for r in results[name]])
+
+    steps = {}
+    for name in DROP_STEPS:
+        sources = [
+            sum(t for step, t in r["phases"].items() if step in SOURCES) for r in results[name]
+        ]
+        steps[name] = {
+            "wall": wall(name),
+            "peak_rss_mb": median([r["peak_rss_mb"] for r in results[name]]),
+            "over_full_build": wall(name) / wall("full build"),
+            "source_steps": median(sources),
+        }
+    floor, drop_sources = wall("floor"), steps["one-day drop"]["source_steps"]
+    steps["one-day drop"]["floor"] = floor
+    return {
+        "steps": steps,
+        "drop_source_steps_budget": 2 * floor + 1,
+        "drop_source_steps_ok": drop_sources <= 2 * floor + 1,
+    }
+
+
+def print_drops_table(
+    title: str, day: str, drop_rows: dict[str, int], reps: int, report: dict
+) -> None:
+    rows = ", ".join(f"{n:,} {source}" for source, n in drop_rows.items())
+    print(f"\ntier {title}, drops of {day} ({rows} rows), median of {reps} reps")
+    print(
+        f"{'run':<14} {'wall s':>8} {'peak RSS MB':>12} {'x full':>7} {'sources s':>10} {COPY_S:>9}"
+    )
+    for name, step in report["steps"].items():
+        floor = f"{step['floor']:9.1f}" if "floor" in step else f"{'':>9}"
+        print(
+            f"{name:<14} {step['wall']:8.1f} {step['peak_rss_mb']:12.0f} "
+            f"{step['over_full_build']:7.2f} {step['source_steps']:10.1f} {floor}"
+        )
+    drop = report["steps"]["one-day drop"]
+    verdict = "ok" if report["drop_source_steps_ok"] else "MISSED"
+    print(
+        f"\ndrop source steps {drop['source_steps']:.1f} s <= 2 x \\copy + 1 s = "
+        f"{report['drop_source_steps_budget']:.1f} s  {verdict}"
+    )
 
 
 def summarise(tier: str, rows: int, results: dict[str, list[dict]]) -> dict:
@@ -228,8 +402,10 @@ def summarise(tier: str, rows: int, results: dict[str, list[dict]]) -> dict:
     }
 
 
-def print_table(tier: str, rows: int, results: dict[str, list[dict]], report: dict) -> None:
-    print(f"\ntier {tier}: {rows:,} input rows, median of {len(next(iter(results.values())))} reps")
+def print_table(title: str, rows: int, results: dict[str, list[dict]], report: dict) -> None:
+    print(
+        f"\ntier {title}: {rows:,} input rows, median of {len(next(iter(results.values())))} reps"
+    )
     print(f"{'run':<10} {'wall s':>8} {'peak RSS MB':>12} {'rows/s':>12}  phases (s)")
     for name, runs in results.items():
         wall = median([r["wall"] for r in runs])

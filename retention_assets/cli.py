@@ -68,7 +68,10 @@ def main(argv: list[str] | None = None) -> int:
 
     run = commands.add_parser("run", help="materialize every asset, in this process")
     run.add_argument("--data-dir", help="folder of the CSV drops (default: RETENTION_DATA_DIR)")
-    run.add_argument("--as-of", help="snapshot date YYYY-MM-DD (default: latest event)")
+    run.add_argument(
+        "--as-of",
+        help="snapshot date YYYY-MM-DD (default: the last date both event feeds cover)",
+    )
     run.add_argument("--churn-days", type=int, default=90)
     run.add_argument("--clv-window-days", type=int, default=365)
     run.add_argument("--lifespan-years", type=float, default=1.0)

@@ -13,7 +13,12 @@ import pandas as pd
 
 HAND_DIR = Path(__file__).parent / "fixtures" / "hand"
 AS_OF = dt.date(2024, 6, 30)
-LATEST_EVENT = dt.date(2024, 7, 5)
+# The feeds end on different days: the latest check-in is C05's / C13's of 2024-07-02, the
+# latest transaction C06's of 2024-07-05. The default as_of is the earlier of the two (SPEC
+# section 3: the last date both feeds cover).
+LAST_CHECK_IN = dt.date(2024, 7, 2)
+LAST_TRANSACTION = dt.date(2024, 7, 5)
+DEFAULT_AS_OF = LAST_CHECK_IN
 
 # customer, recency_days, frequency, monetary, r, f, m, n_orders, total_spend, aov,
 # purchase_frequency, clv_value, predicted_customer_type

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import uuid
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -12,7 +14,7 @@ from sklearn.cluster import KMeans
 from sklearn.preprocessing import StandardScaler
 
 from retention_assets import generate
-from retention_assets.generate import DISCOUNT_PERCENT, PACKAGES, generate_dataset
+from retention_assets.generate import DISCOUNT_PERCENT, ID_SHAPES, PACKAGES, generate_dataset
 
 FILES = ("customers.csv", "packages.csv", "transactions.csv", "attendance.csv")
 HEADERS = {
@@ -251,3 +253,132 @@ def test_rejects_bad_arguments(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         generate_dataset(tmp_path, customers, history_days=history_days)
+
+
+# --- id shapes and shuffled rows -------------------------------------------------------------
+
+ID_COLUMNS = {
+    "customers.csv": "customer_id",
+    "packages.csv": "package_id",
+    "transactions.csv": "transaction_id",
+    "attendance.csv": "attendance_id",
+}
+UUID4 = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
+
+
+def _small(out_dir: Path, seed: int = 5, **options: object) -> dict[str, pd.DataFrame]:
+    """300 customers in chunks of 120, so ids and shuffling cross chunk boundaries."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(generate, "_CHUNK_CELLS", 120 * 730)
+        generate_dataset(out_dir, 300, seed=seed, **options)
+    return {name: pd.read_csv(out_dir / name, dtype=str, keep_default_na=False) for name in FILES}
+
+
+@pytest.fixture(scope="module", params=[(s, False) for s in ID_SHAPES] + [("int", True)])
+def shaped(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, bool, dict[str, pd.DataFrame]]:
+    shape, shuffle = request.param
+    out_dir = tmp_path_factory.mktemp(f"{shape}-{shuffle}")
+    return shape, shuffle, _small(out_dir, id_shape=shape, shuffle=shuffle)
+
+
+@pytest.fixture(scope="module")
+def padded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pd.DataFrame]:
+    return _small(tmp_path_factory.mktemp("padded"))
+
+
+def test_padded_default_output_is_unchanged(tmp_path: Path) -> None:
+    """Pinned digest of the padded output from before id shapes existed: benchmarks and caches
+    made with the default must stay comparable. Update it only for a deliberate change."""
+    _small(tmp_path)
+    digest = hashlib.sha256(b"".join((tmp_path / name).read_bytes() for name in FILES))
+    assert digest.hexdigest() == (
+        "27693ca48e14403f4794c9818c6fe5b4e2988406e9c2d82f73ae329ce0a86535"
+    )
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+@pytest.mark.parametrize("shape", ID_SHAPES)
+def test_each_shape_reproducible_for_a_seed(tmp_path: Path, shape: str, shuffle: bool) -> None:
+    def files(out: str, seed: int) -> dict[str, bytes]:
+        _small(tmp_path / out, seed=seed, id_shape=shape, shuffle=shuffle)
+        return {name: (tmp_path / out / name).read_bytes() for name in FILES}
+
+    first = files("a", 5)
+    assert files("b", 5) == first
+    other = files("c", 6)
+    for name in ("customers.csv", "transactions.csv", "attendance.csv"):
+        assert other[name] != first[name], name
+
+
+def test_shaped_ids_unique_and_references_consistent(
+    shaped: tuple[str, bool, dict[str, pd.DataFrame]],
+) -> None:
+    _, _, frames = shaped
+    for name, column in ID_COLUMNS.items():
+        assert frames[name][column].is_unique, name
+    customer_ids = set(frames["customers.csv"].customer_id)
+    assert set(frames["transactions.csv"].customer_id) <= customer_ids
+    assert set(frames["attendance.csv"].customer_id) <= customer_ids
+    assert set(frames["transactions.csv"].package_id) <= set(frames["packages.csv"].package_id)
+    assert frames["customers.csv"].email.is_unique
+
+
+def test_shaped_ids_have_their_shape(shaped: tuple[str, bool, dict[str, pd.DataFrame]]) -> None:
+    shape, _, frames = shaped
+    for name, column in ID_COLUMNS.items():
+        ids = frames[name][column]
+        if shape == "int":  # exactly 1..N, as an auto-increment key gives
+            assert sorted(ids.astype(int)) == list(range(1, len(ids) + 1)), name
+            assert ids.str.fullmatch(r"[1-9]\d*").all(), name
+        elif shape == "uuid":
+            assert ids.str.fullmatch(UUID4).all(), name
+            assert all(str(uuid.UUID(i)) == i for i in ids.head(50)), name
+        else:
+            assert ids.str.fullmatch(r"[CTAP]\d+").all(), name
+
+
+def test_shape_and_shuffle_only_relabel_and_reorder(
+    shaped: tuple[str, bool, dict[str, pd.DataFrame]], padded: dict[str, pd.DataFrame]
+) -> None:
+    """The same seed gives the same members, visits and purchases whatever the ids look like,
+    so benchmarks across shapes compare like with like."""
+    _, shuffle, frames = shaped
+
+    def twin_ids(name: str, key: str) -> pd.Series:
+        """Our id -> the padded dataset's id, pairing rows on a unique non-id column."""
+        ours = frames[name].set_index(key)[ID_COLUMNS[name]]
+        theirs = padded[name].set_index(key)[ID_COLUMNS[name]].reindex(ours.index)
+        return pd.Series(theirs.to_numpy(), index=ours.to_numpy())
+
+    # Emails carry the customer number (unique in every shape), packages their name.
+    twins = {"customer_id": twin_ids("customers.csv", "email")}
+    twins["package_id"] = twin_ids("packages.csv", "package_name")
+    for name, frame in frames.items():
+        ours = frame.drop(columns=ID_COLUMNS[name])
+        for column, twin in twins.items():
+            if column in ours:
+                ours[column] = ours[column].map(twin)
+        theirs = padded[name].drop(columns=ID_COLUMNS[name])
+        assert ours.notna().all().all(), name
+        assert ours.equals(theirs) is not shuffle, name  # same rows in the same order
+        columns = list(ours.columns)
+        assert ours.sort_values(columns, ignore_index=True).equals(
+            theirs.sort_values(columns, ignore_index=True)
+        ), name
+
+
+def test_rejects_unknown_id_shape(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="id_shape"):
+        generate_dataset(tmp_path, 10, id_shape="hex")  # type: ignore[arg-type]
+
+
+def test_cli_passes_id_shape_and_shuffle(tmp_path: Path) -> None:
+    from retention_assets.cli import main
+
+    argv = ["generate", "--customers", "30", "--seed", "5", "--id-shape", "uuid", "--shuffle"]
+    assert main([*argv, "--out", str(tmp_path / "cli")]) == 0
+    generate_dataset(tmp_path / "api", 30, seed=5, id_shape="uuid", shuffle=True)
+    for name in FILES:
+        assert (tmp_path / "cli" / name).read_bytes() == (tmp_path / "api" / name).read_bytes()

@@ -1,5 +1,7 @@
 """Each check's judgement passing and failing on crafted frames, with its figures."""
 
+import datetime as dt
+
 import pandas as pd
 import pytest
 
@@ -84,3 +86,24 @@ def test_clv_rows():
 )
 def test_retention_bounds(rate, passed):
     assert quality.retention_bounds(rate).passed is passed
+
+
+def test_feeds_in_step_warns_with_both_dates_when_a_feed_is_behind():
+    ok = quality.feeds_in_step(dt.date(2024, 7, 2), dt.date(2024, 7, 9))
+    assert ok.passed and ok.figures == {
+        "last_check_in": "2024-07-02",
+        "last_transaction": "2024-07-09",
+        "gap_days": 7,
+    }
+    behind = quality.feeds_in_step(dt.date(2024, 7, 2), dt.date(2024, 7, 10))
+    assert not behind.passed
+    assert behind.description == (
+        "latest check-in 2024-07-02, latest transaction 2024-07-10: 8 days apart "
+        "(more than 7; attendance is behind)"
+    )
+    assert (
+        "transactions is behind"
+        in quality.feeds_in_step(dt.date(2024, 8, 1), dt.date(2024, 7, 1)).description
+    )
+    empty = quality.feeds_in_step(dt.date(2024, 7, 2), None)
+    assert not empty.passed and empty.description == "one event feed is empty"

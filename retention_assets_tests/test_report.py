@@ -14,8 +14,8 @@ from retention_assets.cli import main
 from retention_assets.report import segment_summary, top_customers, write_report
 from retention_assets.storage.tables import read_table
 
+from .graph_helpers import materialize
 from .hand_fixture import AS_OF, EXPECTED, HAND_DIR
-from .test_graph import materialize
 
 SEGMENT_COUNTS = {"High-Value": 1, "Loyalist": 5, "New/Potential": 3, "At Risk": 3}
 
@@ -64,15 +64,23 @@ def schema(database_url, request):
         cur.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
 
 
-@pytest.fixture
-def materialized(database_url, schema):
-    result = materialize(HAND_DIR, database_url, schema)
-    assert result.success
-    return result
+RUN_CONFIG = {"ops": {"rfm_features": {"config": {"as_of": AS_OF.isoformat()}}}}
+HAND_SCHEMA = "r_hand_fixture"
 
 
-def test_report_shows_segments_clv_and_the_retention_rate(materialized, conn, schema, tmp_path):
-    report = write_report(conn, schema, tmp_path / "out")
+@pytest.fixture(scope="module")
+def materialized(database_url):
+    """One materialization of the hand fixture (into HAND_SCHEMA) for the tests that only read
+    what it stored."""
+    result = materialize(HAND_DIR, database_url, HAND_SCHEMA, RUN_CONFIG)
+    assert result.success, result.failure_messages()
+    yield result
+    with psycopg2.connect(database_url.replace("+psycopg2", "")) as conn, conn.cursor() as cur:
+        cur.execute(f'DROP SCHEMA IF EXISTS "{HAND_SCHEMA}" CASCADE')
+
+
+def test_report_shows_segments_clv_and_the_retention_rate(materialized, conn, tmp_path):
+    report = write_report(conn, HAND_SCHEMA, tmp_path / "out")
     html = report.html.read_text()
     assert "Retention rate: 66.67% (4 of 12 customers churned, as of 2024-06-30)" in html
     assert "Retention analytics as of 2024-06-30" in html
@@ -117,11 +125,11 @@ def test_report_shows_segments_clv_and_the_retention_rate(materialized, conn, sc
 
 
 def test_report_command_uses_the_configured_database(
-    materialized, database_url, schema, tmp_path, monkeypatch, capsys
+    materialized, database_url, tmp_path, monkeypatch, capsys
 ):
     monkeypatch.chdir(tmp_path)  # no stray .env
     monkeypatch.setenv("DATABASE_URL", database_url)
-    monkeypatch.setenv("RETENTION_DB_SCHEMA", schema)
+    monkeypatch.setenv("RETENTION_DB_SCHEMA", HAND_SCHEMA)
     assert main(["report", "--out", str(tmp_path / "report")]) == 0
     assert "index.html" in capsys.readouterr().out
     assert "66.67%" in (tmp_path / "report" / "index.html").read_text()
@@ -139,7 +147,7 @@ def test_report_command_without_tables_says_what_to_do(
     assert not (tmp_path / "report").exists()
 
 
-def test_ui_metadata_matches_the_report(materialized, conn, schema):
+def test_ui_metadata_matches_the_report(materialized, conn):
     rfm_md = materialized.asset_materializations_for_node("rfm")[0].metadata
     profile = rfm_md["segment_profile"].value
     assert [r.data["segment"] for r in profile.records] == list(SEGMENT_COUNTS)
@@ -152,7 +160,7 @@ def test_ui_metadata_matches_the_report(materialized, conn, schema):
         "mean_frequency",
         "mean_monetary",
     ]
-    rfm = read_table(conn, schema, "rfm")
+    rfm = read_table(conn, HAND_SCHEMA, "rfm")
     expected_means = segment_summary(rfm).set_index("segment")["mean_monetary"].round(2)
     assert {r.data["segment"]: r.data["mean_monetary"] for r in profile.records} == (
         expected_means.to_dict()
@@ -161,7 +169,7 @@ def test_ui_metadata_matches_the_report(materialized, conn, schema):
 
     clv_md = materialized.asset_materializations_for_node("clv")[0].metadata
     top = [r.data for r in clv_md["top_customers"].value.records]
-    expected_top = top_customers(read_table(conn, schema, "clv"))
+    expected_top = top_customers(read_table(conn, HAND_SCHEMA, "clv"))
     assert [r["customer_id"] for r in top] == expected_top["customer_id"].tolist()
     assert clv_md["clv_plot"].value.startswith("![clv_value by predicted_customer_type](data:")
     assert {r.data["predicted_customer_type"] for r in clv_md["clv_by_type"].value.records} == {
@@ -172,18 +180,18 @@ def test_ui_metadata_matches_the_report(materialized, conn, schema):
     }
 
 
-def test_column_lineage_names_real_upstream_columns(materialized, conn, schema):
+def test_column_lineage_names_real_upstream_columns(materialized, conn):
     for asset in ("rfm", "clv"):
         metadata = materialized.asset_materializations_for_node(asset)[0].metadata
         lineage = metadata["dagster/column_lineage"].value.deps_by_column
-        assert set(lineage) == set(read_table(conn, schema, asset).columns), asset
+        assert set(lineage) == set(read_table(conn, HAND_SCHEMA, asset).columns), asset
         for column, deps in lineage.items():
             for dep in deps:
-                upstream = read_table(conn, schema, dep.asset_key.path[-1])
+                upstream = read_table(conn, HAND_SCHEMA, dep.asset_key.path[-1])
                 assert dep.column_name in upstream.columns, (asset, column, dep)
 
 
-def test_column_descriptions_cover_every_stored_column(materialized, conn, schema):
+def test_column_descriptions_cover_every_stored_column(materialized, conn):
     for asset in (rfm_asset, clv_asset):
         spec = next(iter(asset.specs))
         described = spec.metadata["dagster/column_schema"].columns
@@ -198,10 +206,10 @@ def test_column_descriptions_cover_every_stored_column(materialized, conn, schem
 
 
 def test_retention_plot_and_rate_follow_the_snapshot_history(database_url, schema):
-    first = materialize(HAND_DIR, database_url, schema)
+    first = materialize(HAND_DIR, database_url, schema, RUN_CONFIG)
     later = {"ops": {"rfm_features": {"config": {"as_of": "2024-07-05"}}}}
-    second = materialize(HAND_DIR, database_url, schema, run_config=later)
-    again = materialize(HAND_DIR, database_url, schema)  # same as_of as `first`: replaced
+    second = materialize(HAND_DIR, database_url, schema, later)
+    again = materialize(HAND_DIR, database_url, schema, RUN_CONFIG)  # as `first`: replaced
     snapshots = [
         r.asset_materializations_for_node("retention")[0].metadata for r in (first, second, again)
     ]

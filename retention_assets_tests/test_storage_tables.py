@@ -20,7 +20,7 @@ import pytest
 from sklearn.preprocessing import StandardScaler
 
 from retention_assets.storage import tables
-from retention_assets.storage.database import connect
+from retention_assets.storage.database import connect, connect_kwargs
 from retention_assets.storage.tables import (
     TableNotFoundError,
     count_rows,
@@ -578,41 +578,38 @@ def test_concurrent_writers_both_finish_and_one_wins(database_url, conn, schema)
     assert staging_tables(conn) == []
 
 
-class SlowCommit:
-    """A connection whose commit waits, to hold a writer between its swap and its commit."""
+class SlowCommit(psycopg2.extensions.connection):
+    """A connection whose commit waits, to hold a writer between its swap and its commit (a
+    real connection subclass: the storage layer takes psycopg2 connections, not proxies)."""
 
-    def __init__(self, connection: psycopg2.extensions.connection, delay: float) -> None:
-        object.__setattr__(self, "_connection", connection)
-        object.__setattr__(self, "_delay", delay)
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._connection, name)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        setattr(self._connection, name, value)
+    delay = 0.6
 
     def commit(self) -> None:
-        time.sleep(self._delay)
-        self._connection.commit()
+        time.sleep(self.delay)
+        super().commit()
 
 
-def test_second_writer_waits_for_the_first_to_commit(conn, conn2, schema):
+def test_second_writer_waits_for_the_first_to_commit(conn, database_url, schema):
     first = pd.DataFrame({"id": ["first"]})
     second = pd.DataFrame({"id": ["second"], "n": [2]})
     write_table(conn, schema, "other", first)  # the schema exists; "new_table" does not
     errors: list[BaseException] = []
+    slow = psycopg2.connect(**connect_kwargs(database_url), connection_factory=SlowCommit)
 
     def write_first() -> None:
         try:
-            write_table(SlowCommit(conn2, 0.6), schema, "new_table", first)
+            write_table(slow, schema, "new_table", first)
         except BaseException as exc:
             errors.append(exc)
 
-    thread = threading.Thread(target=write_first)
-    thread.start()
-    time.sleep(0.3)  # the first writer has swapped its table in and is waiting to commit
-    write_table(conn, schema, "new_table", second)
-    thread.join(30)
+    try:
+        thread = threading.Thread(target=write_first)
+        thread.start()
+        time.sleep(0.3)  # the first writer has swapped its table in and is waiting to commit
+        write_table(conn, schema, "new_table", second)
+        thread.join(30)
+    finally:
+        slow.close()
     assert errors == []
     pd.testing.assert_frame_equal(read_table(conn, schema, "new_table"), second)
 
