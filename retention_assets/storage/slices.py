@@ -29,7 +29,6 @@ from .tables import (
     Connection,
     Cursor,
     _Column,
-    _columns_ddl,
     _columns_for,
     _copy_in,
     _ensure_schema,
@@ -119,8 +118,10 @@ def ensure_source(cur: Cursor, schema: str, spec: SourceSpec, columns: Sequence[
         cur, schema, spec.name
     ):  # a whole-table source from before slices: rebuilt from the files
         cur.execute(sql.SQL("DROP TABLE {}").format(table))
-    ddl = _columns_ddl(columns)
-    bookkeeping = sql.SQL("{} text NOT NULL, {} bigint NOT NULL").format(
+    ddl = sql.SQL(", ").join(
+        sql.SQL("{} {}").format(sql.Identifier(col.name), _column_type(col)) for col in columns
+    )
+    bookkeeping = sql.SQL('{} text COLLATE "C" NOT NULL, {} bigint NOT NULL').format(
         sql.Identifier(FILE), sql.Identifier(LINE)
     )
     cur.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} ({}, {})").format(table, ddl, bookkeeping))
@@ -133,7 +134,7 @@ def ensure_source(cur: Cursor, schema: str, spec: SourceSpec, columns: Sequence[
         for col in columns:
             cur.execute(
                 sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(
-                    target, sql.Identifier(col.name), sql.SQL(col.pg_type)
+                    target, sql.Identifier(col.name), _column_type(col)
                 )
             )
     _create_key_index(cur, schema, spec)
@@ -156,6 +157,13 @@ def ensure_source(cur: Cursor, schema: str, spec: SourceSpec, columns: Sequence[
             target = SOURCES[col.references]
             if not source_exists(cur, schema, target.name):
                 ensure_source(cur, schema, target, source_columns(spec_template(target), target))
+
+
+def _column_type(col: _Column) -> sql.Composable:
+    """Text compares byte by byte (code-point order, like Python's): ids are matched, grouped
+    and indexed several times faster than under a language collation, and nothing here sorts
+    text for people."""
+    return sql.SQL('text COLLATE "C"' if col.pg_type == "text" else col.pg_type)
 
 
 def stored_columns(cur: Cursor, schema: str, table: str) -> list[str]:
@@ -353,9 +361,9 @@ def source_exists(cur: Cursor, schema: str, table: str) -> bool:
 def _temp_ids(cur: Cursor, name: str, extra: str = "") -> None:
     cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
     cur.execute(
-        sql.SQL("CREATE TEMPORARY TABLE {} (k text PRIMARY KEY{}) ON COMMIT DROP").format(
-            sql.Identifier(name), sql.SQL(extra)
-        )
+        sql.SQL(
+            'CREATE TEMPORARY TABLE {} (k text COLLATE "C" PRIMARY KEY{}) ON COMMIT DROP'
+        ).format(sql.Identifier(name), sql.SQL(extra))
     )
 
 
@@ -584,7 +592,7 @@ def _redecide(cur: Cursor, schema: str, spec: SourceSpec, ids: str) -> None:
         sql.SQL(
             "CREATE TEMPORARY TABLE _ranked ON COMMIT DROP AS "
             "SELECT r.*, CASE WHEN r._unknown = '' THEN row_number() OVER "
-            "(PARTITION BY r._unknown = '', r.{k} ORDER BY r.{f} COLLATE \"C\", r.{l}) END "
+            "(PARTITION BY r._unknown = '', r.{k} ORDER BY r.{f}, r.{l}) END "
             "AS _rank FROM (SELECT c.*, {unknown} AS _unknown FROM _candidates c) r"
         ).format(k=k, f=f, l=line, unknown=_unknown_reasons(schema, spec, "c"))
     )
