@@ -1,7 +1,8 @@
 """IO managers that persist assets in PostgreSQL: one table per asset, named after the asset.
 
-Database errors (DatabaseUnavailable, psycopg2.OperationalError) propagate unchanged, so a
-RetryPolicy on the asset can retry a run that hit a database restart.
+In a run that ends with the `snapshot` asset (the `analytics` job), every table is written
+under a staging name of the run and `snapshot` swaps them all in at once, after every check
+has passed; a run without it (one asset materialized alone) replaces its table directly.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import dagster as dg
 import pandas as pd
 
 from retention_assets.resources import PostgresResource
+from retention_assets.storage import staging
 from retention_assets.storage.tables import (
     count_rows,
     read_pickle,
@@ -27,6 +29,17 @@ from retention_assets.storage.tables import (
 # Definition metadata keys an asset can set: @asset(metadata={"upsert_key": ["as_of"], ...}).
 UPSERT_KEY = "upsert_key"
 MONEY_COLUMNS = "money_columns"
+# The asset that publishes a run's tables together (see the module docstring).
+PUBLISH_KEY = dg.AssetKey("snapshot")
+
+
+def _held_for_publish(context: dg.OutputContext | dg.InputContext) -> bool:
+    """Whether this run ends with PUBLISH_KEY: then tables wait under staging names."""
+    try:
+        step = context.step_context
+    except dg.DagsterInvariantViolationError:  # a context built outside a run
+        return False
+    return PUBLISH_KEY in step.job_def.asset_layer.selected_asset_keys
 
 
 def _table_name(context: dg.OutputContext | dg.InputContext) -> str:
@@ -99,12 +112,18 @@ class PostgresPandasIOManager(dg.ConfigurableIOManager):
         upsert_key = _column_names(context, UPSERT_KEY)
         started = time.perf_counter()
         with self.database.connect() as conn:
-            if upsert_key:
+            if _held_for_publish(context):
+                name = staging.staged_name(context.run_id, table)
+                columns = write_table(conn, schema, name, obj, money)
+                staging.register(conn, schema, context.run_id, table, upsert_key)
+                row_count = len(obj)
+            elif upsert_key:
                 columns = upsert_rows(conn, schema, table, obj, upsert_key, money)
                 row_count = count_rows(conn, schema, table)
             else:
                 columns = write_table(conn, schema, table, obj, money)
                 row_count = len(obj)
+            if not upsert_key:
                 _RUN_CACHE.put(context.run_id, schema, table, obj)
         metadata = table_metadata(schema, table, columns, row_count)
         metadata["write_seconds"] = round(time.perf_counter() - started, 3)
@@ -118,7 +137,7 @@ class PostgresPandasIOManager(dg.ConfigurableIOManager):
         if cached is not None:
             return cached
         with self.database.connect() as conn:
-            return read_table(conn, schema, table)
+            return read_table(conn, schema, _readable(conn, context, schema, table))
 
 
 class PostgresPickleIOManager(dg.ConfigurableIOManager):
@@ -140,7 +159,12 @@ class PostgresPickleIOManager(dg.ConfigurableIOManager):
         description = json.loads(json.dumps(description, default=str))
         schema, table = self.database.db_schema, _table_name(context)
         with self.database.connect() as conn:
-            payload_bytes = write_pickle(conn, schema, table, obj, description)
+            if _held_for_publish(context):
+                name = staging.staged_name(context.run_id, table)
+                payload_bytes = write_pickle(conn, schema, name, obj, description)
+                staging.register(conn, schema, context.run_id, table)
+            else:
+                payload_bytes = write_pickle(conn, schema, table, obj, description)
         context.add_output_metadata(
             {
                 "dagster/table_name": f"{schema}.{table}",
@@ -152,5 +176,11 @@ class PostgresPickleIOManager(dg.ConfigurableIOManager):
         )
 
     def load_input(self, context: dg.InputContext) -> Any:
+        schema, table = self.database.db_schema, _table_name(context)
         with self.database.connect() as conn:
-            return read_pickle(conn, self.database.db_schema, _table_name(context))
+            return read_pickle(conn, schema, _readable(conn, context, schema, table))
+
+
+def _readable(conn, context: dg.InputContext, schema: str, table: str) -> str:
+    """The table an input reads: what this run staged, else the published one."""
+    return staging.staged(conn, schema, context.step_context.run_id, table) or table

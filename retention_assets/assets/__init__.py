@@ -1,9 +1,9 @@
 """The asset graph: four CSV sources partitioned by drop file, what is loaded, then the RFM /
 CLV / retention analytics."""
 
-from .analytics import clv, retention, rfm, rfm_features, rfm_model
+from .analytics import clv, retention, rfm, rfm_features, rfm_model, snapshot
 from .sources import attendance, customers, loaded_files, packages, transactions
 
 SOURCE_ASSETS = [customers, packages, transactions, attendance]
-ANALYTICS_ASSETS = [loaded_files, rfm_features, rfm_model, rfm, clv, retention]
+ANALYTICS_ASSETS = [loaded_files, rfm_features, rfm_model, rfm, clv, retention, snapshot]
 ALL_ASSETS = SOURCE_ASSETS + ANALYTICS_ASSETS

@@ -15,6 +15,7 @@ from ..core.segmentation import SegmentModel, fit_segments
 from ..plots import clv_figure, retention_figure, segment_figure, to_png
 from ..report import clv_by_type, segment_summary, top_customers
 from ..resources import PostgresResource
+from ..storage import staging
 from ..storage.activity import customer_activity, feed_ends, order_summary
 from ..storage.tables import TableNotFoundError, read_table
 from .metadata import (
@@ -309,3 +310,47 @@ def _history_with(row: pd.DataFrame, database: PostgresResource, table: str) -> 
         return row
     others = stored.loc[~stored["as_of"].isin(row["as_of"])]
     return pd.concat([others, row], ignore_index=True).sort_values("as_of", ignore_index=True)
+
+
+# A run's staged tables left by a run this instance does not know (an ephemeral instance's
+# earlier command-line run) are dropped once they are this old: it cannot still be running.
+_ABANDONED_AFTER = dt.timedelta(hours=6)
+_FINISHED = {
+    dg.DagsterRunStatus.SUCCESS,
+    dg.DagsterRunStatus.FAILURE,
+    dg.DagsterRunStatus.CANCELED,
+}
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"postgres"},
+    deps=[rfm_features, rfm_model, rfm, clv, retention],
+    retry_policy=DB_RETRY,
+    owners=OWNERS,
+    tags=FOR_PIPELINE,
+)
+@fail_fast
+def snapshot(context: dg.AssetExecutionContext, database: PostgresResource):
+    """**The run's results, published together**: rfm_features, rfm_model, rfm, clv and the
+    retention row are written under staging names of the run and swapped in here, in one
+    transaction, once every asset and blocking check before it has passed. A run that fails
+    anywhere leaves every table as it was: readers never see one snapshot's rfm next to
+    another's clv."""
+    schema, run_id = database.db_schema, context.run.run_id
+    now = dt.datetime.now(dt.UTC)
+    with database.connect() as conn:
+        published = staging.publish(conn, schema, run_id)
+        leftover = [
+            other
+            for other, staged_at in staging.other_runs(conn, schema, run_id)
+            if _will_not_publish(context.instance, other, now - staged_at)
+        ]
+        staging.discard(conn, schema, leftover)
+    context.log.info(f"Published {', '.join(published)}")
+    return dg.MaterializeResult(metadata={"published": published, "discarded_runs": len(leftover)})
+
+
+def _will_not_publish(instance: dg.DagsterInstance, run_id: str, age: dt.timedelta) -> bool:
+    run = instance.get_run_by_id(run_id)
+    return run.status in _FINISHED if run is not None else age > _ABANDONED_AFTER
