@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 
 from retention_assets.core.clv import clv_frame
-from retention_assets.core.loading import source_files
 from retention_assets.core.retention import retention_summary
 from retention_assets.core.rfm import default_as_of, rfm_features, rfm_scores
 from retention_assets.core.segmentation import fit_segments
 from retention_assets.core.sources import SOURCES
+from retention_assets.ingest.loading import source_files
 from retention_assets.ingest.store import store_file
 from retention_assets.storage import slices
 from retention_assets.storage.activity import customer_activity, feed_ends, order_summary

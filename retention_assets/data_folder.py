@@ -6,7 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from .core.loading import source_files
+from .ingest.loading import source_files
 
 
 class DataFolder(dg.ConfigurableResource):

@@ -11,9 +11,9 @@ from pathlib import Path
 import dagster as dg
 
 from .assets.sources import PARTITIONS
-from .core.loading import SourceError
 from .core.sources import SOURCES
 from .data_folder import DataFolder
+from .ingest.loading import SourceError
 from .ingest.plan import DropPlan, fingerprint, plan_drops
 from .jobs import ANALYTICS_JOB, JOBS, RANGE_END, RANGE_START, load_requests
 from .resources import PostgresResource

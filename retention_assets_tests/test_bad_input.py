@@ -19,9 +19,9 @@ import pyarrow as pa
 import pytest
 
 from retention_assets.core.dates import DATE_DTYPE
-from retention_assets.core.loading import SourceError, parse_file, source_files, source_template
 from retention_assets.core.rfm import rfm_features
 from retention_assets.core.sources import ATTENDANCE, CUSTOMERS, PACKAGES, SOURCES, TRANSACTIONS
+from retention_assets.ingest.loading import SourceError, parse_file, source_files, source_template
 from retention_assets.ingest.store import store_file
 from retention_assets.storage.activity import customer_activity
 from retention_assets.storage.tables import read_table
@@ -388,7 +388,7 @@ def test_large_attendance_file_memory_stays_bounded(tmp_path):
         f"""
         import resource
         from pathlib import Path
-        import retention_assets.core.loading as loading
+        import retention_assets.ingest.loading as loading
         from retention_assets.core.sources import ATTENDANCE
         loading._CHUNK = 1 << 20
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

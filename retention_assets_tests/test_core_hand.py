@@ -14,10 +14,10 @@ import pytest
 
 from retention_assets.core.clv import ORDER_COLUMNS, clv_frame
 from retention_assets.core.dates import DATE_DTYPE
-from retention_assets.core.loading import parse_file, source_files
 from retention_assets.core.retention import retention_summary
 from retention_assets.core.rfm import ACTIVITY_COLUMNS, default_as_of, rfm_features, rfm_scores
 from retention_assets.core.sources import SOURCES
+from retention_assets.ingest.loading import parse_file, source_files
 
 from .hand_fixture import (
     AS_OF,

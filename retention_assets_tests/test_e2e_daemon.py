@@ -51,7 +51,7 @@ SCHEMA = "e2e_daemon"
 SOURCES = ["customers", "packages", "transactions", "attendance"]
 LOAD_JOBS = {f"load_{name}" for name in SOURCES}
 ANALYTICS_JOB = "analytics"
-ANALYTICS = {"loaded_files", "rfm_features", "rfm_model", "rfm", "clv", "retention"}
+ANALYTICS = {"loaded_files", "rfm_features", "rfm_model", "rfm", "clv", "retention", "snapshot"}
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 # generate_dataset's feeds both end on 2026-10-31, the default as_of: a drop of that day's
 # late purchases counts towards every figure of the snapshot.

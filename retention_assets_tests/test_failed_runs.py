@@ -10,7 +10,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from retention_assets.storage import staging
+from retention_assets.storage import slices, staging
 from retention_assets.storage.tables import read_table
 
 from .graph_helpers import materialize
@@ -90,18 +90,49 @@ def test_a_failed_blocking_check_keeps_every_table(conn, database_url, schema, t
     assert materialize(folder, database_url, schema).success
     before = _state(conn, schema)
 
-    (folder / "customers.csv").write_text(
-        "customer_id,signup_date\n" + "".join(f"Z{i:02d},2024-01-01\n" for i in range(40))
+    # 40 members who signed up long before the others and have no visit or payment by as_of
+    (folder / "customers_alike.csv").write_text(
+        "customer_id,signup_date\n" + "".join(f"Z{i:02d},2020-01-01\n" for i in range(40))
     )
-    for name, header in (
-        ("attendance.csv", "attendance_id,customer_id,check_in\n"),
-        ("transactions.csv", "transaction_id,customer_id,transaction_date,amount\n"),
-    ):
-        (folder / name).write_text(header)
-    as_of = {"ops": {"rfm_features": {"config": {"as_of": "2024-06-30"}}}}
+    as_of = {"ops": {"rfm_features": {"config": {"as_of": "2021-01-01"}}}}
     run = materialize(folder, database_url, schema, as_of)
     assert not run.success
     failed = [e for e in run.get_asset_check_evaluations() if e.check_name == "segment_counts"]
     assert len(failed) == 1 and not failed[0].passed
     assert "snapshot" not in run.materialized()
     _assert_unchanged(before, _state(conn, schema))
+
+
+def test_an_empty_export_replacing_customers_changes_nothing(conn, database_url, schema, tmp_path):
+    """A header-only customers.csv (an upstream export that produced nothing) would hold back
+    every visit and payment: the file is refused and every table keeps its rows."""
+    folder = tmp_path / "data"
+    shutil.copytree(HAND_DIR, folder)
+    assert materialize(folder, database_url, schema).success
+    sources = ("customers", "transactions", "attendance")
+    before = _state(conn, schema) | {name: read_table(conn, schema, name) for name in sources}
+
+    (folder / "customers.csv").write_text("customer_id,signup_date\n")
+    run = materialize(folder, database_url, schema)
+    assert not run.success
+    assert run.jobs == ["load_customers"]
+    (message,) = run.failure_messages()
+    assert "customers.csv: storing it would leave transactions with " in message
+    assert "rows rejected" in message and "nothing from it was stored" in message
+    after = _state(conn, schema) | {name: read_table(conn, schema, name) for name in sources}
+    _assert_unchanged(before, after)
+
+
+def test_removing_the_customers_file_is_refused_when_it_would_hold_back_the_visits(
+    conn, database_url, schema, tmp_path
+):
+    folder = tmp_path / "data"
+    shutil.copytree(HAND_DIR, folder)
+    (folder / "customers_more.csv").write_text("customer_id,signup_date\nC90,2024-01-01\n")
+    assert materialize(folder, database_url, schema).success
+    (folder / "customers.csv").rename(folder / "customers.old")
+    run = materialize(folder, database_url, schema)
+    assert not run.success
+    (message,) = run.failure_messages()
+    assert "taking out customers.csv would leave " in message
+    assert ("customers", "customers.csv") in slices.manifest(conn, schema)  # not taken out

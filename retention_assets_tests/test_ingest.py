@@ -8,10 +8,10 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-import retention_assets.core.loading as loading
+import retention_assets.ingest.loading as loading
 from retention_assets.core.dates import DATE_DTYPE
-from retention_assets.core.loading import SourceError, parse_file, source_files
 from retention_assets.core.sources import CUSTOMERS, SOURCES, TRANSACTIONS
+from retention_assets.ingest.loading import SourceError, parse_file, source_files
 from retention_assets.ingest.store import store_file
 from retention_assets.storage import slices
 from retention_assets.storage.tables import read_table

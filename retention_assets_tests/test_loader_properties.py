@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from retention_assets.core.loading import SourceError
 from retention_assets.core.sources import CUSTOMERS, TRANSACTIONS
+from retention_assets.ingest.loading import SourceError
 from retention_assets.ingest.store import store_file
 from retention_assets.storage.tables import read_table
 

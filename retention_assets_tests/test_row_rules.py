@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from retention_assets.core.dates import loading_at
-from retention_assets.core.loading import SourceError, parse_file, source_files
 from retention_assets.core.sources import MAX_MONEY, SOURCES
+from retention_assets.ingest.loading import SourceError, parse_file, source_files
 
 NOW = pd.Timestamp("2026-06-01 12:00")
 

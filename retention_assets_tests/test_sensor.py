@@ -269,6 +269,7 @@ def test_fresh_folder_loads_each_source_then_runs_the_analytics_once(daemon, fol
         "rfm",
         "clv",
         "retention",
+        "snapshot",
     }
     assert count(conn, schema, "transactions") == 22
     assert count(conn, schema, "rfm") == 13  # default as_of 2024-07-05: C13 has signed up

@@ -6,6 +6,7 @@ rejects. Duplicate ids and references are decided across files in PostgreSQL, so
 of drops gives the tables a full rebuild would.
 """
 
+import warnings
 from pathlib import Path
 
 import dagster as dg
@@ -13,9 +14,9 @@ import pandas as pd
 from pydantic import Field
 
 from ..core import quality
-from ..core.loading import SourceError, source_files
 from ..core.sources import SOURCES, SourceSpec
 from ..data_folder import DataFolder
+from ..ingest.loading import SourceError, source_files
 from ..ingest.plan import plan_drops
 from ..ingest.store import store_file
 from ..io_managers import table_metadata
@@ -40,29 +41,24 @@ class SourceConfig(dg.Config):
 
 
 class _TooManyRejects(Exception):
-    def __init__(self, verdict: quality.Verdict) -> None:
-        super().__init__(verdict.description)
-        self.verdict = verdict
+    def __init__(self, source: str, verdict: quality.Verdict) -> None:
+        super().__init__(f"{source}: {verdict.description}")
+        self.source, self.verdict = source, verdict
+
+
+def _refuse_pushed_past(
+    cur: Cursor, schema: str, before: dict[str, tuple[int, int]], max_fraction: float
+) -> None:
+    """No other source pushed past the limit by this change: a customers file that lost rows
+    (an export that came out empty) holds back the visits and payments of those customers."""
+    for source, (_, rejected_before) in before.items():
+        read, rejected = slices.reject_counts(cur, schema, source)
+        verdict = quality.reject_fraction(read, rejected, max_fraction)
+        if not verdict.passed and rejected > rejected_before:
+            raise _TooManyRejects(source, verdict)
 
 
 def _source_asset(spec: SourceSpec, description: str) -> dg.AssetsDefinition:
-    @dg.asset(
-        name=spec.name,
-        group_name="sources",
-        kinds=TABLE_KINDS | {"csv"},
-        partitions_def=PARTITIONS[spec.name],
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        retry_policy=DB_RETRY,
-        description=description,
-        check_specs=[
-            check_spec(
-                spec.name,
-                REJECT_CHECK,
-                "Rejected rows stay at or below max_reject_fraction of the source's rows; a drop "
-                "that would exceed it is not stored.",
-            )
-        ],
-    )
     @fail_fast
     def source(
         context: dg.AssetExecutionContext,
@@ -72,7 +68,27 @@ def _source_asset(spec: SourceSpec, description: str) -> dg.AssetsDefinition:
     ):
         return _store_drops(context, config, spec, Path(data_folder.path), database)
 
-    return source
+    # backfill_policy is "beta" (since 1.5), and the command line would print that each run.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return dg.asset(
+            name=spec.name,
+            group_name="sources",
+            kinds=TABLE_KINDS | {"csv"},
+            partitions_def=PARTITIONS[spec.name],
+            # many files of a source are stored by one run (a range of partitions)
+            backfill_policy=dg.BackfillPolicy.single_run(),
+            retry_policy=DB_RETRY,
+            description=description,
+            check_specs=[
+                check_spec(
+                    spec.name,
+                    REJECT_CHECK,
+                    "Rejected rows stay at or below max_reject_fraction of the source's rows; "
+                    "a drop that would exceed it is not stored.",
+                )
+            ],
+        )(source)
 
 
 def _store_drops(
@@ -90,11 +106,13 @@ def _store_drops(
         read, rejected = slices.reject_counts(cur, schema, spec.name)
         verdict = quality.reject_fraction(read, rejected, config.max_reject_fraction)
         if not verdict.passed:
-            raise _TooManyRejects(verdict)
+            raise _TooManyRejects(spec.name, verdict)
+        _refuse_pushed_past(cur, schema, before, config.max_reject_fraction)
         verdicts.append(verdict)
 
     stored = []
     with database.connect() as conn:
+        before = slices.reject_counts_by_source(conn, schema, exclude=spec.name)
         for key in context.partition_keys:
             path = folder / key
             try:
@@ -109,10 +127,10 @@ def _store_drops(
                 ) from e
             except _TooManyRejects as e:
                 raise dg.Failure(
-                    description=f"{key}: storing it would leave {e.verdict.description}; "
-                    "nothing from it was stored (its rejects: read the file at the lines "
-                    "below, or raise max_reject_fraction)",
-                    metadata={**e.verdict.figures, "file": key},
+                    description=f"{key}: storing it would leave {e.source} with "
+                    f"{e.verdict.description}; nothing from it was stored (fix the file, or "
+                    "raise max_reject_fraction)",
+                    metadata={**e.verdict.figures, "file": key, "source": e.source},
                     allow_retries=False,
                 ) from e
             stored.append(entry)
@@ -169,7 +187,7 @@ attendance = _source_asset(
     ],
 )
 @fail_fast
-def loaded_files(data_folder: DataFolder, database: PostgresResource):
+def loaded_files(config: SourceConfig, data_folder: DataFolder, database: PostgresResource):
     """**Which drop files are loaded**: one row per file with its size, modification time,
     rows read and rejected, and the run that loaded it. Materializing it also takes out the
     rows of files no longer in the data folder, so the analytics after it describe exactly
@@ -187,7 +205,22 @@ def loaded_files(data_folder: DataFolder, database: PostgresResource):
     with database.connect() as conn:
         plan = plan_drops(folder, slices.manifest(conn, schema))
         if plan.remove:
-            slices.remove_files(conn, schema, plan.remove)
+            before = slices.reject_counts_by_source(conn, schema)
+
+            def accept(cur: Cursor) -> None:
+                _refuse_pushed_past(cur, schema, before, config.max_reject_fraction)
+
+            try:
+                slices.remove_files(conn, schema, plan.remove, accept)
+            except _TooManyRejects as e:
+                removed = ", ".join(entry.file for entry in plan.remove)
+                raise dg.Failure(
+                    description=f"taking out {removed} would leave {e.source} with "
+                    f"{e.verdict.description}; nothing was taken out (put the file back, or "
+                    "raise max_reject_fraction)",
+                    metadata={**e.verdict.figures, "source": e.source},
+                    allow_retries=False,
+                ) from e
         loaded = sorted(slices.manifest(conn, schema).values(), key=lambda e: (e.source, e.file))
     pending = [f"{name}: {p.name}" for name, files in plan.load.items() for p in files]
     verdict = quality.Verdict(

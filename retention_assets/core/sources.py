@@ -5,6 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import pandas as pd
+import pyarrow as pa
+
+from .dates import DATE_DTYPE
+
 Kind = Literal["text", "date", "timestamp", "money", "count"]
 
 # A price or amount above this is a typo or garbage, not a payment: a trillion is far beyond
@@ -96,3 +101,28 @@ FILE_COLUMN, LINE_COLUMN = "_file", "_line"
 # Names the loader keeps for its own bookkeeping (where a row came from, why it was rejected):
 # a CSV column of the same name would collide with them.
 RESERVED_COLUMNS = frozenset({FILE_COLUMN, LINE_COLUMN, "_reason"})
+
+# The type each kind of column is loaded as (Arrow), and how typed Arrow columns become pandas
+# dtypes (floats and timestamps convert as they are).
+ARROW_TYPES = {
+    "text": pa.string(),
+    "date": pa.date32(),
+    "timestamp": pa.timestamp("us"),
+    "money": pa.float64(),
+    "count": pa.int64(),
+}
+PANDAS_TYPES = {
+    pa.string(): pd.Series(dtype="str").dtype,
+    pa.date32(): DATE_DTYPE,
+    pa.int64(): pd.Int64Dtype(),
+}
+
+
+def empty_column(kind: Kind) -> pd.Series:
+    """An empty column of a kind, with the dtype its loaded values get."""
+    return pa.chunked_array([], ARROW_TYPES[kind]).to_pandas(types_mapper=PANDAS_TYPES.get)
+
+
+def spec_template(spec: SourceSpec) -> pd.DataFrame:
+    """The empty frame of a source's own columns, typed as loaded rows are."""
+    return pd.DataFrame({col.name: empty_column(col.kind) for col in spec.columns})

@@ -7,9 +7,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..core.loading import source_files
 from ..core.sources import SOURCES
 from ..storage.slices import LoadedFile
+from .loading import source_files
 
 _REFERENCED = {
     col.references for spec in SOURCES.values() for col in spec.columns if col.references

@@ -15,10 +15,10 @@ import pandas as pd
 import pyarrow as pa
 from psycopg2 import sql
 
-from ..core.loading import parse_file, source_template
 from ..core.sources import FILE_COLUMN, LINE_COLUMN, SourceSpec
 from ..storage import slices
 from ..storage.tables import Connection, Cursor, _Column, _copy_in
+from .loading import parse_file, source_template
 
 _QUEUE_BLOCKS = 2  # blocks waiting for the writer: bounds the memory the overlap costs
 _END = object()

@@ -23,8 +23,7 @@ import pandas as pd
 import psycopg2.errors
 from psycopg2 import sql
 
-from ..core.loading import spec_template
-from ..core.sources import FILE_COLUMN, LINE_COLUMN, SOURCES, SourceSpec
+from ..core.sources import FILE_COLUMN, LINE_COLUMN, SOURCES, SourceSpec, spec_template
 from .tables import (
     Connection,
     Cursor,
@@ -33,6 +32,7 @@ from .tables import (
     _copy_in,
     _ensure_schema,
     _transaction,
+    table_exists,
 )
 
 FILE, LINE, REASON = FILE_COLUMN, LINE_COLUMN, "_reason"
@@ -91,7 +91,7 @@ def lock_sources(cur: Cursor) -> None:
 
 
 def ensure_store(cur: Cursor, schema: str) -> None:
-    """The manifest, the per-row rejects and the `rejected_rows` view over every source."""
+    """The manifest and the per-row rejects."""
     _ensure_schema(cur, schema)
     cur.execute(
         sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(
@@ -114,7 +114,7 @@ def ensure_source(cur: Cursor, schema: str, spec: SourceSpec, columns: Sequence[
     """Create `S` and `_held_S` if needed, add any extra column a file brings, and make sure
     the sources `spec` references have a table (empty until their first file)."""
     table, held = _ident(schema, spec.name), _ident(schema, held_table(spec.name))
-    if source_exists(cur, schema, spec.name) and FILE not in stored_columns(
+    if table_exists(cur, schema, spec.name) and FILE not in stored_columns(
         cur, schema, spec.name
     ):  # a whole-table source from before slices: rebuilt from the files
         cur.execute(sql.SQL("DROP TABLE {}").format(table))
@@ -155,7 +155,7 @@ def ensure_source(cur: Cursor, schema: str, spec: SourceSpec, columns: Sequence[
                 )
             )
             target = SOURCES[col.references]
-            if not source_exists(cur, schema, target.name):
+            if not table_exists(cur, schema, target.name):
                 ensure_source(cur, schema, target, source_columns(spec_template(target), target))
 
 
@@ -179,8 +179,7 @@ def stored_columns(cur: Cursor, schema: str, table: str) -> list[str]:
 def manifest(conn: Connection, schema: str) -> dict[tuple[str, str], LoadedFile]:
     """(source, file) -> what was loaded; empty before the first load."""
     with _transaction(conn) as cur:
-        cur.execute("SELECT to_regclass(%s)", [_ident(schema, MANIFEST).as_string(cur)])
-        if cur.fetchone()[0] is None:
+        if not table_exists(cur, schema, MANIFEST):
             return {}
         cur.execute(
             sql.SQL(
@@ -316,13 +315,19 @@ def _is_recorded(cur: Cursor, schema: str, source: str, file: str) -> bool:
     return bool(cur.fetchone()[0])
 
 
-def remove_files(conn: Connection, schema: str, entries: Iterable[LoadedFile]) -> None:
-    """Take the slices (and rejects) of files no longer in the folder out, in one transaction."""
+def remove_files(
+    conn: Connection,
+    schema: str,
+    entries: Iterable[LoadedFile],
+    accept: Callable[[Cursor], None] = lambda cur: None,
+) -> None:
+    """Take the slices (and rejects) of files no longer in the folder out, in one transaction;
+    `accept(cur)` judges the result before the commit, like replace_slice's."""
     with _transaction(conn) as cur:
         _begin(cur, schema)
         for entry in entries:
             spec = SOURCES[entry.source]
-            if source_exists(cur, schema, spec.name):
+            if table_exists(cur, schema, spec.name):
                 _temp_ids(cur, "_redo")
                 _slice_ids(cur, schema, spec, entry.file, "_redo")
                 tracked = _track_presence(cur, schema, spec, entry.file, None)
@@ -339,6 +344,7 @@ def remove_files(conn: Connection, schema: str, entries: Iterable[LoadedFile]) -
                 )
             _drop_unused_columns(cur, schema, spec)
         _end(cur, schema)
+        accept(cur)
 
 
 def _begin(cur: Cursor, schema: str) -> None:
@@ -346,16 +352,25 @@ def _begin(cur: Cursor, schema: str) -> None:
     ensure_store(cur, schema)
     # A big first load groups its ids in memory instead of in sorted runs on disk.
     cur.execute("SET LOCAL work_mem = '256MB'")
-    cur.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(_ident(schema, REJECTS)))
+    _drop_rejects_view(cur, schema)
+
+
+def _drop_rejects_view(cur: Cursor, schema: str) -> None:
+    """Out of the way of the held tables' columns changing (a database from before slices
+    has a table by that name: it goes too, the files will fill the view again)."""
+    cur.execute(
+        "SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relname = %s",
+        [schema, REJECTS],
+    )
+    row = cur.fetchone()
+    if row is not None:
+        kind = sql.SQL("VIEW" if row[0] == "v" else "TABLE")
+        cur.execute(sql.SQL("DROP {} {}").format(kind, _ident(schema, REJECTS)))
 
 
 def _end(cur: Cursor, schema: str) -> None:
     create_rejects_view(cur, schema)
-
-
-def source_exists(cur: Cursor, schema: str, table: str) -> bool:
-    cur.execute("SELECT to_regclass(%s) IS NOT NULL", [_ident(schema, table).as_string(cur)])
-    return bool(cur.fetchone()[0])
 
 
 def _temp_ids(cur: Cursor, name: str, extra: str = "") -> None:
@@ -431,7 +446,7 @@ def _cascade(cur: Cursor, schema: str, spec: SourceSpec) -> None:
     that came can only free held rows, one that went can only hold accepted ones."""
     _mark_presence(cur, schema, spec, "is_present")
     for other, column in _referencing(spec):
-        if not source_exists(cur, schema, other.name):
+        if not table_exists(cur, schema, other.name):
             continue
         _temp_ids(cur, "_redo")
         cur.execute(
@@ -670,7 +685,7 @@ def _record(
 
 def _drop_unused_columns(cur: Cursor, schema: str, spec: SourceSpec) -> None:
     """An extra column no loaded file has any more goes, as it would in a rebuild."""
-    if not source_exists(cur, schema, spec.name):
+    if not table_exists(cur, schema, spec.name):
         return
     cur.execute(
         sql.SQL("SELECT DISTINCT unnest(columns) FROM {} WHERE source = %s").format(
@@ -700,7 +715,7 @@ def create_rejects_view(cur: Cursor, schema: str) -> None:
     ]
     for spec in SOURCES.values():
         held = held_table(spec.name)
-        if not source_exists(cur, schema, held):
+        if not table_exists(cur, schema, held):
             continue
         data = [n for n in stored_columns(cur, schema, held) if n not in (FILE, LINE, REASON)]
         raw = sql.SQL(" || ',' || ").join(
@@ -742,7 +757,7 @@ def reject_counts(cur: Cursor, schema: str, source: str) -> tuple[int, int]:
     )
     read, rejected = cur.fetchone()
     held = 0
-    if source_exists(cur, schema, held_table(source)):
+    if table_exists(cur, schema, held_table(source)):
         cur.execute(sql.SQL("SELECT count(*) FROM {}").format(_ident(schema, held_table(source))))
         held = cur.fetchone()[0]
     return int(read), int(rejected) + int(held)
@@ -785,9 +800,25 @@ def drop_sources(conn: Connection, schema: str) -> None:
     next load starts from the files alone."""
     with _transaction(conn) as cur:
         lock_sources(cur)
-        cur.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(_ident(schema, REJECTS)))
+        _drop_rejects_view(cur, schema)
         for spec in SOURCES.values():
             for table in (spec.name, held_table(spec.name)):
                 cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(_ident(schema, table)))
         for table in (ROW_REJECTS, MANIFEST):
             cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(_ident(schema, table)))
+
+
+def reject_counts_by_source(
+    conn: Connection, schema: str, exclude: str = ""
+) -> dict[str, tuple[int, int]]:
+    """reject_counts of every source with a loaded file but `exclude`."""
+    with _transaction(conn) as cur:
+        if not table_exists(cur, schema, MANIFEST):
+            return {}
+        cur.execute(
+            sql.SQL("SELECT DISTINCT source FROM {} WHERE source <> %s").format(
+                _ident(schema, MANIFEST)
+            ),
+            [exclude],
+        )
+        return {source: reject_counts(cur, schema, source) for (source,) in cur.fetchall()}

@@ -19,6 +19,7 @@ from .tables import (
     _lock_for_swap,
     _lock_table_name,
     _transaction,
+    table_exists,
 )
 
 REGISTRY = "_staged_tables"
@@ -62,8 +63,7 @@ def register(
 def staged(conn: Connection, schema: str, run_id: str, table: str) -> str | None:
     """The staged name of `table` if `run_id` wrote it (what a later step of the run reads)."""
     with _transaction(conn) as cur:
-        cur.execute("SELECT to_regclass(%s)", [_registry(schema).as_string(cur)])
-        if cur.fetchone()[0] is None:
+        if not table_exists(cur, schema, REGISTRY):
             return None
         cur.execute(
             sql.SQL("SELECT staged_name FROM {} WHERE run_id = %s AND table_name = %s").format(
@@ -78,8 +78,7 @@ def staged(conn: Connection, schema: str, run_id: str, table: str) -> str | None
 def publish(conn: Connection, schema: str, run_id: str) -> list[str]:
     """Swap in every table `run_id` staged, in one transaction; returns their names."""
     with _transaction(conn) as cur:
-        cur.execute("SELECT to_regclass(%s)", [_registry(schema).as_string(cur)])
-        if cur.fetchone()[0] is None:
+        if not table_exists(cur, schema, REGISTRY):
             return []
         cur.execute(
             sql.SQL(
@@ -92,8 +91,7 @@ def publish(conn: Connection, schema: str, run_id: str) -> list[str]:
         for table, staged_table, key in entries:
             live, waiting = sql.Identifier(schema, table), sql.Identifier(schema, staged_table)
             _lock_table_name(cur, schema, table)
-            cur.execute("SELECT to_regclass(%s) IS NOT NULL", [live.as_string(cur)])
-            exists = cur.fetchone()[0]
+            exists = table_exists(cur, schema, table)
             if exists:
                 _lock_for_swap(cur, schema, table)
             if not key:
@@ -143,8 +141,7 @@ def _upsert_from(cur, live: sql.Identifier, waiting: sql.Identifier, key: list[s
 def other_runs(conn: Connection, schema: str, run_id: str) -> list[tuple[str, dt.datetime]]:
     """(run id, when it staged its first table) of every other run with staged tables."""
     with _transaction(conn) as cur:
-        cur.execute("SELECT to_regclass(%s)", [_registry(schema).as_string(cur)])
-        if cur.fetchone()[0] is None:
+        if not table_exists(cur, schema, REGISTRY):
             return []
         cur.execute(
             sql.SQL(

@@ -420,6 +420,13 @@ def _lock_holders(cur: Cursor, schema: str, table: str) -> str:
     )
 
 
+def table_exists(cur: Cursor, schema: str, table: str) -> bool:
+    cur.execute(
+        "SELECT to_regclass(%s) IS NOT NULL", [sql.Identifier(schema, table).as_string(cur)]
+    )
+    return bool(cur.fetchone()[0])
+
+
 def _ensure_schema(cur: Cursor, schema: str) -> None:
     cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [schema])
     if cur.fetchone() is not None:
@@ -453,8 +460,7 @@ def _replace_table(
         cur.execute(sql.SQL("CREATE TABLE {} ({})").format(staging, columns_ddl))
         fill(cur, staging)
         target = sql.Identifier(schema, table)
-        cur.execute("SELECT to_regclass(%s) IS NOT NULL", [target.as_string(cur)])
-        if cur.fetchone()[0]:
+        if table_exists(cur, schema, table):
             _lock_for_swap(cur, schema, table)
         cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(target))
         cur.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(staging, sql.Identifier(table)))

@@ -22,8 +22,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from .dates import DATE_DTYPE, EARLIEST, latest_allowed, loading_at, parse_timestamps
-from .sources import (
+from ..core.dates import EARLIEST, latest_allowed, loading_at, parse_timestamps
+from ..core.sources import (
+    ARROW_TYPES,
     LINE_COLUMN,
     MAX_COLUMN_NAME_BYTES,
     MAX_COUNT,
@@ -31,8 +32,8 @@ from .sources import (
     RESERVED_COLUMNS,
     SYSTEM_COLUMNS,
     Column,
-    Kind,
     SourceSpec,
+    empty_column,
 )
 
 BOM = b"\xef\xbb\xbf"
@@ -94,7 +95,7 @@ def source_template(spec: SourceSpec, files: list[Path]) -> pd.DataFrame:
     first-seen order, typed. Checks every file's header, so structural errors come first."""
     if not files:
         raise SourceError(f"{spec.name}.csv", "missing file: no CSV for this source was found")
-    columns = {col.name: _empty(col.kind) for col in spec.columns}
+    columns = {col.name: empty_column(col.kind) for col in spec.columns}
     for path in files:
         names, _ = _read_header(path)
         for required in spec.required:
@@ -102,13 +103,8 @@ def source_template(spec: SourceSpec, files: list[Path]) -> pd.DataFrame:
                 raise SourceError(path, "missing required column", column=required, line=1)
         for name in names:
             if spec.column(name) is None and name not in columns and name.strip() == name:
-                columns[name] = _empty("text")
+                columns[name] = empty_column("text")
     return pd.DataFrame(columns)
-
-
-def spec_template(spec: SourceSpec) -> pd.DataFrame:
-    """The empty frame of a source's own columns, typed as loaded rows are."""
-    return pd.DataFrame({col.name: _empty(col.kind) for col in spec.columns})
 
 
 def parse_file(
@@ -333,7 +329,7 @@ def _parse_batch(
         if col.name in text:
             typed[col.name] = _parse_column(col, text[col.name], problems)
         else:
-            typed[col.name] = pa.nulls(batch.num_rows, _ARROW_TYPES[col.kind])
+            typed[col.name] = pa.nulls(batch.num_rows, ARROW_TYPES[col.kind])
     for col in spec.columns:
         if col.not_before:
             early = pc.less(typed[col.name], typed[col.not_before]).fill_null(False)
@@ -524,27 +520,6 @@ def _parse_numbers(values: pa.Array) -> np.ndarray:
         return pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)
     except pa.ArrowInvalid:
         return pd.to_numeric(values.to_pandas(), errors="coerce").to_numpy(dtype="float64")
-
-
-_ARROW_TYPES = {
-    "text": pa.string(),
-    "date": pa.date32(),
-    "timestamp": pa.timestamp("us"),
-    "money": pa.float64(),
-    "count": pa.int64(),
-}
-# How typed Arrow columns become the template's pandas dtypes (floats and timestamps convert
-# as they are).
-_PANDAS_TYPES = {
-    pa.string(): pd.Series(dtype="str").dtype,
-    pa.date32(): DATE_DTYPE,
-    pa.int64(): pd.Int64Dtype(),
-}
-
-
-def _empty(kind: Kind) -> pd.Series:
-    """An empty column of a kind, with the dtype its loaded values get (the same mapping)."""
-    return pa.chunked_array([], _ARROW_TYPES[kind]).to_pandas(types_mapper=_PANDAS_TYPES.get)
 
 
 def _no_rejects() -> pd.DataFrame:
