@@ -93,3 +93,46 @@ def test_database_down_fails_at_once_clearly_without_the_password():
     text = error.message + "".join(c.message for c in [error.cause] if c)
     assert "cannot connect to PostgreSQL at 127.0.0.1:1" in text and "analytics" in text
     assert "s3cret-pw" not in str(result.all_events)
+
+
+KILLED_MID_LOAD = """
+import sys
+from pathlib import Path
+from retention_assets.core.sources import SOURCES
+from retention_assets.ingest import store
+from retention_assets.storage.database import connect
+
+url, path = sys.argv[1], Path(sys.argv[2])
+conn, admin = connect(url), connect(url)
+admin.autocommit = True
+copy_in, pid = store._copy_in, conn.get_backend_pid()
+
+def copy_then_lose_the_connection(*args, **kwargs):
+    admin.cursor().execute("SELECT pg_terminate_backend(%s)", [pid])
+    return copy_in(*args, **kwargs)
+
+store._copy_in = copy_then_lose_the_connection
+try:
+    store.store_file(conn, "killed", SOURCES["attendance"], path, "run")
+except Exception as e:
+    print(type(e).__name__)
+"""
+
+
+def test_a_connection_lost_mid_load_raises_cleanly(database_url, tmp_path):
+    """The load fails with the database's error, and the CSV reader's read-ahead thread stops
+    with the parse: it used to be left waiting inside Python, and the interpreter aborted at
+    exit with "Fatal Python error: PyGILState_Release" (every time, on this file)."""
+    from retention_assets.generate import generate_dataset
+
+    generate_dataset(tmp_path, 20000, seed=3)  # many blocks: the read-ahead is busy
+    done = subprocess.run(
+        [sys.executable, "-c", KILLED_MID_LOAD, database_url, str(tmp_path / "attendance.csv")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.stdout.strip() in ("OperationalError", "InterfaceError", "AdminShutdown")
+    assert "Fatal Python error" not in done.stderr
+    # Not asserted: about one run in ten under load still ends with arrow's C++ runtime
+    # aborting at exit ("terminate called without an active exception", code -6).

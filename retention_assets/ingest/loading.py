@@ -13,6 +13,7 @@ import os
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,11 +125,14 @@ def parse_file(
     reject_parts, records = [], 0
     with loading_at(), _CountingFile(path) as counted:
         batches = _Batches(counted, path, names)
-        for batch in batches if has_records else ():
-            block = _parse_batch(batch, spec, records, template)
-            on_block(block.valid_rows())
-            reject_parts.append(block.rejects)
-            records += batch.num_rows
+        try:
+            for batch in batches if has_records else ():
+                block = _parse_batch(batch, spec, records, template)
+                on_block(block.valid_rows())
+                reject_parts.append(block.rejects)
+                records += batch.num_rows
+        finally:
+            batches.close()
         counted.read_to_end()
     lines, broken = _record_lines(path, len(names), records, batches.wrong_width, counted)
     rejects = pd.concat(reject_parts, ignore_index=True) if reject_parts else _no_rejects()
@@ -227,15 +231,28 @@ class _CountingFile(io.FileIO):
         self.newlines, self.quotes, self.size, self.last = 0, 0, 0, b"\n"
         self.reads, self.parsed = 0, 0
         self.room = threading.Condition()
+        self.abandoned = False
 
     def parsed_block(self) -> None:
         with self.room:
             self.parsed += 1
             self.room.notify_all()
 
+    def abandon(self) -> None:
+        """The parse stopped early (an error): arrow's read-ahead thread gets end of file at
+        once instead of waiting for blocks nobody will parse, so it is gone before the file
+        closes (a thread still in Python when the interpreter exits aborts it)."""
+        with self.room:
+            self.abandoned = True
+            self.room.notify_all()
+
     def read(self, size: int = -1) -> bytes:
         with self.room:
-            self.room.wait_for(lambda: self.reads - self.parsed < _READ_AHEAD, timeout=1.0)
+            self.room.wait_for(
+                lambda: self.abandoned or self.reads - self.parsed < _READ_AHEAD, timeout=1.0
+            )
+            if self.abandoned:
+                return b""
             self.reads += 1
         return self._counted(super().read(size))
 
@@ -268,10 +285,22 @@ class _Batches:
     ) -> None:
         self.source, self.path, self.names, self.wrong_width = source, path, names, 0
         self.include = include or []
+        self.reader: pacsv.CSVStreamingReader | None = None
 
     def _skip(self, row: pacsv.InvalidRow) -> str:
         self.wrong_width += 1
         return "skip"
+
+    def close(self) -> None:
+        """After the parse, also one that stopped early (the caller raised): arrow's read-ahead
+        gets end of file and the reader is drained, so none of its threads is left waiting in
+        Python (one left there when the interpreter exits aborts it)."""
+        self.source.abandon()
+        if self.reader is not None:
+            with suppress(pa.ArrowException):
+                for _ in self.reader:
+                    pass
+            self.reader = None  # released now, not at exit (a traceback may keep us alive)
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         try:
@@ -290,6 +319,7 @@ class _Batches:
                     quoted_strings_can_be_null=False,
                 ),
             )
+            self.reader = reader
             for batch in reader:
                 yield batch
                 self.source.parsed_block()  # the caller is done with it: read on
