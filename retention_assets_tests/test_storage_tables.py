@@ -26,7 +26,6 @@ from retention_assets.storage.tables import (
     count_rows,
     read_pickle,
     read_table,
-    replace_rows,
     upsert_rows,
     write_pickle,
     write_table,
@@ -369,7 +368,6 @@ def test_hostile_names_are_quoted_not_executed(conn, schema, table):
     write_table(conn, schema, table, df)
     write_table(conn, schema, table, df)  # the replace path (DROP + RENAME) quotes too
     upsert_rows(conn, schema, table + "_u", df, key=["n"])
-    replace_rows(conn, schema, table + "_r", df, where={"n": 1})
     pd.testing.assert_frame_equal(read_table(conn, schema, table), df)
     names = {
         name
@@ -380,7 +378,7 @@ def test_hostile_names_are_quoted_not_executed(conn, schema, table):
             [schema],
         )
     }
-    assert names == {"victim", table, table + "_u", table + "_r"}
+    assert names == {"victim", table, table + "_u"}
     assert read_table(conn, schema, "victim")["v"].tolist() == [1]
 
 
@@ -711,55 +709,6 @@ def rejected(source: str, lines: list[int]) -> pd.DataFrame:
             "reason": pd.Series([f"bad {line}" for line in lines], dtype="str"),
         }
     )
-
-
-def test_replace_rows_replaces_only_the_matching_slice(conn, schema):
-    sneaky = "x' OR '1'='1"
-    replace_rows(
-        conn, schema, "rejected_rows", rejected("customers", [2, 3, 4]), {"source": "customers"}
-    )
-    replace_rows(
-        conn, schema, "rejected_rows", rejected("attendance", [7, 8]), {"source": "attendance"}
-    )
-    replace_rows(conn, schema, "rejected_rows", rejected(sneaky, [1]), {"source": sneaky})
-    replace_rows(conn, schema, "rejected_rows", rejected("customers", [9]), {"source": "customers"})
-
-    def by_source() -> dict[str, list[int]]:
-        out = read_table(conn, schema, "rejected_rows")
-        return {source: sorted(group["line"]) for source, group in out.groupby("source")}
-
-    assert by_source() == {"attendance": [7, 8], "customers": [9], sneaky: [1]}
-    replace_rows(
-        conn, schema, "rejected_rows", rejected("attendance", []), {"source": "attendance"}
-    )
-    replace_rows(conn, schema, "rejected_rows", rejected(sneaky, []), {"source": sneaky})
-    assert by_source() == {"customers": [9]}
-    with pytest.raises(ValueError, match="orphaned"):
-        replace_rows(
-            conn, schema, "rejected_rows", rejected("customers", [1]), {"source": "packages"}
-        )
-    with pytest.raises(ValueError, match="non-empty where"):
-        replace_rows(conn, schema, "rejected_rows", rejected("customers", [1]), {})
-    assert by_source() == {"customers": [9]}
-
-
-def test_replace_rows_into_a_table_whose_column_types_differ(conn, schema):
-    with conn.cursor() as cur:  # e.g. made by an older version: integer where the frame has int64
-        cur.execute(f'CREATE SCHEMA "{schema}"')
-        cur.execute(
-            f'CREATE TABLE "{schema}".rejected_rows (source text, line integer, reason text)'
-        )
-    replace_rows(
-        conn, schema, "rejected_rows", rejected("customers", [2, 3]), {"source": "customers"}
-    )
-    out = read_table(conn, schema, "rejected_rows")
-    assert out["line"].tolist() == [2, 3] and out["line"].dtype == "Int32"
-
-
-def test_replace_rows_on_a_new_table_with_an_empty_frame(conn, schema):
-    replace_rows(conn, schema, "rejected_rows", rejected("customers", []), {"source": "customers"})
-    out = read_table(conn, schema, "rejected_rows")
-    assert len(out) == 0 and list(out.columns) == ["source", "line", "reason"]
 
 
 READ_MODEL = """

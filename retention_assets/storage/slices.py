@@ -442,8 +442,9 @@ def _mark_presence(cur: Cursor, schema: str, spec: SourceSpec, column: str) -> N
 
 
 def _cascade(cur: Cursor, schema: str, spec: SourceSpec) -> None:
-    """Decide again the rows of referencing sources whose referenced id came or went: an id
-    that came can only free held rows, one that went can only hold accepted ones."""
+    """Decide again the rows of referencing sources whose referenced id came or went: held
+    rows either way (freed, or their reason changes), accepted rows only for an id that went
+    (an accepted row's references resolved already)."""
     _mark_presence(cur, schema, spec, "is_present")
     for other, column in _referencing(spec):
         if not table_exists(cur, schema, other.name):
@@ -452,7 +453,7 @@ def _cascade(cur: Cursor, schema: str, spec: SourceSpec) -> None:
         cur.execute(
             sql.SQL(
                 "INSERT INTO _redo SELECT x.{k} FROM {h} x JOIN _presence p ON p.k = x.{c} "
-                "WHERE p.is_present AND NOT p.was_present "
+                "WHERE p.is_present IS DISTINCT FROM p.was_present "
                 "UNION SELECT x.{k} FROM {t} x JOIN _presence p ON p.k = x.{c} "
                 "WHERE p.was_present AND NOT p.is_present"
             ).format(

@@ -4,7 +4,8 @@ No Dagster here, so the CLI, tests and other processes share the same code path.
 
 Frames go in through COPY in PostgreSQL's binary format (encoded from Arrow by pgpq), which the
 server loads about twice as fast as CSV because it parses no text; frames with a money column,
-and rows added to an existing table (replace_rows), go as CSV (see _binary_copy).
+and rows added to a table created elsewhere (a source's slice, see slices.py), go as CSV
+(see _binary_copy).
 Tables come out as CSV parsed by pyarrow in a worker thread while the rows still arrive. Both
 directions stream: neither ever holds the whole COPY text in memory.
 
@@ -63,12 +64,10 @@ __all__ = [
     "count_rows",
     "read_pickle",
     "read_table",
-    "replace_rows",
     "upsert_rows",
     "write_pickle",
     "write_table",
     "write_table_blocks",
-    "LaterDuplicates",
 ]
 
 Connection = psycopg2.extensions.connection
@@ -482,7 +481,7 @@ def write_table_blocks(
     schema: str,
     table: str,
     template: pd.DataFrame,
-    blocks: Iterable[pd.DataFrame | pa.Table | LaterDuplicates],
+    blocks: Iterable[pd.DataFrame | pa.Table],
     money_columns: Sequence[str] = (),
 ) -> list[tuple[str, str]]:
     """Replace ``schema.table`` atomically with the rows of ``blocks``, each COPYed as it
@@ -491,19 +490,14 @@ def write_table_blocks(
 
     Every block has ``template``'s columns and dtypes, or is an Arrow table of the types
     they are written as (pandas "str" as string, datetime64[us] as timestamp[us], ...), which
-    goes to COPY without a pandas round trip. A ``LaterDuplicates`` item names a key
-    column and keys whose rows after the first one (in arrival order) are deleted before the
-    swap: duplicates found only once every block was seen. An exception from ``blocks`` rolls
-    everything back, leaving the old table as it was."""
+    goes to COPY without a pandas round trip. An exception from ``blocks`` rolls everything
+    back, leaving the old table as it was."""
     columns = _columns_for(template, money_columns)
     expected = template.dtypes
     expected_arrow = _arrow_schema(columns)
 
     def fill(cur: Cursor, staging: sql.Identifier) -> None:
         for block in blocks:
-            if isinstance(block, LaterDuplicates):
-                _delete_later_duplicates(cur, staging, block)
-                continue
             if isinstance(block, pa.Table):
                 if not block.schema.equals(expected_arrow):
                     raise ValueError(f"block schema {block.schema} differs from {expected_arrow}")
@@ -513,27 +507,6 @@ def write_table_blocks(
 
     _replace_table(conn, schema, table, _columns_ddl(columns), fill)
     return [(col.name, col.pg_type) for col in columns]
-
-
-@dataclass(frozen=True)
-class LaterDuplicates:
-    key: str
-    values: Sequence[str]
-
-
-def _delete_later_duplicates(cur: Cursor, staging: sql.Identifier, dups: LaterDuplicates) -> None:
-    """Keep the first row of each key: in a table filled only by COPY in this transaction,
-    physical order (ctid) is arrival order."""
-    if not dups.values:
-        return
-    key = sql.Identifier(dups.key)
-    cur.execute(
-        sql.SQL(
-            "DELETE FROM {t} AS s USING (SELECT {k}, min(ctid) AS first FROM {t} "
-            "WHERE {k} = ANY(%s) GROUP BY {k}) AS f WHERE s.{k} = f.{k} AND s.ctid <> f.first"
-        ).format(t=staging, k=key),
-        [list(dups.values)],
-    )
 
 
 def upsert_rows(
@@ -600,45 +573,6 @@ def upsert_rows(
 
 def _sql_param(value: object) -> object:
     return value.item() if isinstance(value, np.generic) else value
-
-
-def replace_rows(
-    conn: Connection,
-    schema: str,
-    table: str,
-    df: pd.DataFrame,
-    where: Mapping[str, object],
-    money_columns: Sequence[str] = (),
-) -> list[tuple[str, str]]:
-    """Replace the slice of a table matching ``where`` (column = value) with ``df``, e.g. the
-    rejected rows of one source, leaving other slices alone. An empty frame just deletes."""
-    _check_identifier(schema, "schema")
-    _check_identifier(table, "table")
-    columns = _columns_for(df, money_columns)
-    if not where:
-        raise ValueError("replace_rows needs a non-empty where; use write_table to replace all")
-    for name, value in where.items():
-        if name not in df.columns:
-            raise ValueError(f"where column {name!r} is not in the frame")
-        matches = df[name].isna() if value is None else df[name] == value
-        if not matches.all():
-            raise ValueError(f"frame rows outside the slice {name} = {value!r} would be orphaned")
-    target = sql.Identifier(schema, table)
-    condition = sql.SQL(" AND ").join(
-        sql.SQL("{} IS NOT DISTINCT FROM %s").format(sql.Identifier(name)) for name in where
-    )
-    with _transaction(conn) as cur:
-        _lock_table_name(cur, schema, table)
-        _ensure_schema(cur, schema)
-        cur.execute(
-            sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(target, _columns_ddl(columns))
-        )
-        cur.execute(
-            sql.SQL("DELETE FROM {} WHERE {}").format(target, condition),
-            [_sql_param(value) for value in where.values()],
-        )
-        _copy_in(cur, target, columns, df, created_from_columns=False)  # may predate this frame
-    return [(col.name, col.pg_type) for col in columns]
 
 
 def _lock_for_read(cur: Cursor, schema: str, table: str) -> None:
