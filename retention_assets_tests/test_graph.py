@@ -110,6 +110,7 @@ def test_hand_fixture_end_to_end(hand_run, conn):
         **{(source, "reject_fraction"): True for source in SOURCE_ROWS},
         ("loaded_files", "folder_loaded"): True,
         ("rfm_features", "feeds_in_step"): True,  # check-ins end 2024-07-02, payments 07-05
+        ("rfm_features", "events_before_signup"): True,
         ("rfm", "segment_counts"): True,
         ("rfm", "segment_min_share"): True,
         ("clv", "one_row_per_customer"): True,

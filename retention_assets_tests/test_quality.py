@@ -3,6 +3,7 @@
 import datetime as dt
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from retention_assets.core import quality
@@ -107,3 +108,23 @@ def test_feeds_in_step_warns_with_both_dates_when_a_feed_is_behind():
     )
     empty = quality.feeds_in_step(dt.date(2024, 7, 2), None)
     assert not empty.passed and empty.description == "one event feed is empty"
+
+
+def test_events_before_signup_names_the_customers():
+    dates = pd.ArrowDtype(pa.date32())
+    activity = pd.DataFrame(
+        {
+            "customer_id": ["C1", "C2", "C3"],
+            "signup_date": pd.Series(
+                [dt.date(2024, 5, 1), dt.date(2024, 5, 1), dt.date(2024, 5, 1)], dtype=dates
+            ),
+            "first_event": pd.Series(
+                [dt.date(2024, 4, 30), dt.date(2024, 5, 1), None], dtype=dates
+            ),
+        }
+    )
+    verdict = quality.events_before_signup(activity)
+    assert not verdict.passed
+    assert verdict.description == "1 customers have events dated before their signup_date (e.g. C1)"
+    assert verdict.figures == {"customers_with_events_before_signup": 1}
+    assert quality.events_before_signup(activity.iloc[1:]).passed

@@ -87,7 +87,14 @@ class RetentionConfig(dg.Config):
             "Warns when the latest check-in and the latest transaction are more than 7 days "
             "apart: one feed is behind, and the default as_of waits for it.",
             blocking=False,
-        )
+        ),
+        check_spec(
+            "rfm_features",
+            "events_before_signup",
+            "Warns when customers have check-ins or payments dated before their signup_date "
+            "(counted all the same): usually a wrong signup date or customer_id in the export.",
+            blocking=False,
+        ),
     ],
 )
 @fail_fast
@@ -111,6 +118,7 @@ def rfm_features(
         )
     context.log.info(f"RFM features for {len(features):,} customers as of {as_of}")
     in_step = quality.feeds_in_step(*ends)
+    before_signup = quality.events_before_signup(activity)
     return dg.MaterializeResult(
         value=features,
         metadata={
@@ -118,7 +126,10 @@ def rfm_features(
             "customers": len(features),
             "never_attended": int(features["last_attendance"].isna().sum()),
         },
-        check_results=[check_result("feeds_in_step", in_step, dg.AssetCheckSeverity.WARN)],
+        check_results=[
+            check_result("feeds_in_step", in_step, dg.AssetCheckSeverity.WARN),
+            check_result("events_before_signup", before_signup, dg.AssetCheckSeverity.WARN),
+        ],
     )
 
 

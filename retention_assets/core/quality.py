@@ -124,3 +124,21 @@ def feeds_in_step(
     if gap > max_gap_days:
         description += f" (more than {max_gap_days}; {behind} is behind)"
     return Verdict(gap <= max_gap_days, description, figures)
+
+
+def events_before_signup(activity: pd.DataFrame) -> Verdict:
+    """No customer has a check-in or payment dated before their signup_date: such events are
+    counted, but usually mean a wrong signup date or a wrong customer_id in the export."""
+    early = activity.loc[
+        activity["first_event"].notna() & (activity["first_event"] < activity["signup_date"]),
+        "customer_id",
+    ]
+    examples = ", ".join(sorted(early.astype(str))[:5])
+    return Verdict(
+        early.empty,
+        "no event before its customer's signup"
+        if early.empty
+        else f"{len(early):,} customers have events dated before their signup_date "
+        f"(e.g. {examples})",
+        {"customers_with_events_before_signup": len(early)},
+    )

@@ -29,13 +29,17 @@ def feed_ends(conn: Connection, schema: str) -> tuple[dt.date | None, dt.date | 
 
 def customer_activity(conn: Connection, schema: str, as_of: dt.date) -> pd.DataFrame:
     """customer_id, signup_date, last_attendance, frequency, monetary of every customer
-    signed up by as_of, counting the events dated on or before as_of."""
+    signed up by as_of, counting the events dated on or before as_of; and first_event, the
+    date of the customer's earliest check-in or payment (which may precede the signup)."""
     query = sql.SQL(
-        "SELECT c.customer_id, c.signup_date, a.last_attendance, a.frequency, t.monetary "
+        "SELECT c.customer_id, c.signup_date, a.last_attendance, a.frequency, t.monetary, "
+        "least(a.first_check_in, t.first_payment)::date AS first_event "
         "FROM {c} c "
-        "LEFT JOIN (SELECT customer_id, max(check_in) AS last_attendance, count(*) AS frequency "
+        "LEFT JOIN (SELECT customer_id, max(check_in) AS last_attendance, count(*) AS frequency, "
+        "  min(check_in) AS first_check_in "
         "  FROM {a} WHERE check_in < %(end)s GROUP BY customer_id) a USING (customer_id) "
-        "LEFT JOIN (SELECT customer_id, sum(amount) AS monetary "
+        "LEFT JOIN (SELECT customer_id, sum(amount) AS monetary, "
+        "  min(transaction_date) AS first_payment "
         "  FROM {t} WHERE transaction_date < %(end)s GROUP BY customer_id) t USING (customer_id) "
         "WHERE c.signup_date <= %(as_of)s"
     ).format(c=_t(schema, "customers"), a=_t(schema, "attendance"), t=_t(schema, "transactions"))
@@ -45,6 +49,7 @@ def customer_activity(conn: Connection, schema: str, as_of: dt.date) -> pd.DataF
         "last_attendance": "timestamp",
         "frequency": "int8",
         "monetary": "numeric",
+        "first_event": "date",
     }
     frame = read_query(conn, query, _bounds(as_of), types)
     return frame.astype({"customer_id": "str"})
