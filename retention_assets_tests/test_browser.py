@@ -322,6 +322,7 @@ def test_analyst_runs_the_analytics_from_the_ui_and_reads_segments_partitions_an
         try:
             page = browser.new_page(viewport=VIEWPORT)
             page.set_default_timeout(UI_TIMEOUT_MS)
+            expect.set_options(timeout=UI_TIMEOUT_MS)  # assertions wait as long (busy machine)
 
             # The analytics job's page: "Materialize all" runs loaded_files and downstream.
             page.goto(f"{webserver.url}/locations/{LOCATION}/jobs/analytics")
