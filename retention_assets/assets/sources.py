@@ -7,6 +7,7 @@ of drops gives the tables a full rebuild would.
 """
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
@@ -102,23 +103,28 @@ def _store_drops(
     schema = database.db_schema
     verdicts: list[quality.Verdict] = []
 
-    def accept(cur: Cursor) -> None:
-        read, rejected = slices.reject_counts(cur, schema, spec.name)
-        verdict = quality.reject_fraction(read, rejected, config.max_reject_fraction)
-        if not verdict.passed:
-            raise _TooManyRejects(spec.name, verdict)
-        _refuse_pushed_past(cur, schema, before, config.max_reject_fraction)
-        verdicts.append(verdict)
+    def accepting(before: dict[str, tuple[int, int]]) -> Callable[[Cursor], None]:
+        """The check of one file: `before` holds the other sources' counts without it."""
+
+        def accept(cur: Cursor) -> None:
+            read, rejected = slices.reject_counts(cur, schema, spec.name)
+            verdict = quality.reject_fraction(read, rejected, config.max_reject_fraction)
+            if not verdict.passed:
+                raise _TooManyRejects(spec.name, verdict)
+            _refuse_pushed_past(cur, schema, before, config.max_reject_fraction)
+            verdicts.append(verdict)
+
+        return accept
 
     stored = []
     with database.connect() as conn:
-        before = slices.reject_counts_by_source(conn, schema, exclude=spec.name)
         for key in context.partition_keys:
             path = folder / key
             try:
                 if not path.is_file():
                     raise SourceError(path, "no such file in the data folder (removed?)")
-                entry = store_file(conn, schema, spec, path, context.run.run_id, accept)
+                before = slices.reject_counts_by_source(conn, schema, exclude=spec.name)
+                entry = store_file(conn, schema, spec, path, context.run.run_id, accepting(before))
             except SourceError as e:  # say where: file, column, line
                 raise dg.Failure(
                     description=str(e),

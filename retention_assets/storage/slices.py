@@ -32,6 +32,7 @@ from .tables import (
     _copy_in,
     _ensure_schema,
     _transaction,
+    column_types,
     table_exists,
 )
 
@@ -167,13 +168,7 @@ def _column_type(col: _Column) -> sql.Composable:
 
 
 def stored_columns(cur: Cursor, schema: str, table: str) -> list[str]:
-    cur.execute(
-        "SELECT a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
-        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s "
-        "AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
-        [schema, table],
-    )
-    return [name for (name,) in cur.fetchall()]
+    return [name for name, _ in column_types(cur, schema, table)]
 
 
 def manifest(conn: Connection, schema: str) -> dict[tuple[str, str], LoadedFile]:
@@ -768,14 +763,7 @@ def source_shape(conn: Connection, schema: str, source: str) -> tuple[list[tuple
     """[(column, PostgreSQL type)] and row count of a source table. Every row read is stored,
     rejected or held, so the count comes from the manifest without scanning the table."""
     with _transaction(conn) as cur:
-        cur.execute(
-            "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
-            "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped "
-            "ORDER BY a.attnum",
-            [schema, source],
-        )
-        columns = cur.fetchall()
+        columns = column_types(cur, schema, source)
         read, rejected = reject_counts(cur, schema, source)
         return columns, read - rejected
 

@@ -15,10 +15,12 @@ from psycopg2 import sql
 
 from .tables import (
     Connection,
+    Cursor,
     _ensure_schema,
     _lock_for_swap,
     _lock_table_name,
     _transaction,
+    column_types,
     table_exists,
 )
 
@@ -107,19 +109,16 @@ def publish(conn: Connection, schema: str, run_id: str) -> list[str]:
                         live, sql.SQL(", ").join(map(sql.Identifier, key))
                     )
                 )
-            _upsert_from(cur, live, waiting, key)
+            _upsert_from(cur, schema, table, staged_table, key)
             cur.execute(sql.SQL("DROP TABLE {}").format(waiting))
         cur.execute(sql.SQL("DELETE FROM {} WHERE run_id = %s").format(_registry(schema)), [run_id])
     return [table for table, _, _ in entries]
 
 
-def _upsert_from(cur, live: sql.Identifier, waiting: sql.Identifier, key: list[str]) -> None:
-    cur.execute(
-        "SELECT a.attname FROM pg_attribute a WHERE a.attrelid = to_regclass(%s) "
-        "AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
-        [waiting.as_string(cur)],
-    )
-    names = [name for (name,) in cur.fetchall()]
+def _upsert_from(cur: Cursor, schema: str, table: str, staged_table: str, key: list[str]) -> None:
+    """Insert the staged rows into `table`, updating the rows whose key is there already."""
+    live, waiting = sql.Identifier(schema, table), sql.Identifier(schema, staged_table)
+    names = [name for name, _ in column_types(cur, schema, staged_table)]
     others = [name for name in names if name not in key]
     update = (
         sql.SQL("DO UPDATE SET {}").format(

@@ -426,6 +426,18 @@ def table_exists(cur: Cursor, schema: str, table: str) -> bool:
     return bool(cur.fetchone()[0])
 
 
+def column_types(cur: Cursor, schema: str, table: str) -> list[tuple[str, str]]:
+    """[(column, PostgreSQL type as DDL writes it)] of a stored table, in column order."""
+    cur.execute(
+        "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+        "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped "
+        "ORDER BY a.attnum",
+        [schema, table],
+    )
+    return cur.fetchall()
+
+
 def _ensure_schema(cur: Cursor, schema: str) -> None:
     cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [schema])
     if cur.fetchone() is not None:
