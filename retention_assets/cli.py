@@ -13,19 +13,26 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import pydantic
 from dotenv import load_dotenv
 from psycopg2.extensions import make_dsn
 
+from .core.dates import monthly_snapshots
+from .core.rfm import default_as_of
 from .ingest.plan import DropPlan, plan_drops
-from .jobs import execute_plan
+from .jobs import execute_analytics, execute_loads
 from .report import write_report
 from .settings import Settings, SettingsError
 from .storage import slices
+from .storage.activity import feed_ends
 from .storage.database import DatabaseUnavailable, connect, connect_kwargs
 from .storage.tables import TableNotFoundError
+
+if TYPE_CHECKING:
+    from .resources import PostgresResource
 
 
 # definitions.py builds its `defs` from the environment when imported: imported at the top, a
@@ -71,6 +78,14 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument(
         "--as-of",
         help="snapshot date YYYY-MM-DD (default: the last date both event feeds cover)",
+    )
+    run.add_argument(
+        "--history",
+        type=int,
+        default=1,
+        metavar="N",
+        help="N monthly snapshots ending with as_of: the month-ends of the N-1 months before "
+        "it first, oldest first (fills rfm_history, retention and segment_migration)",
     )
     run.add_argument("--churn-days", type=int, default=90)
     run.add_argument("--clv-window-days", type=int, default=365)
@@ -131,6 +146,8 @@ def _check_run_options(run: argparse.ArgumentParser, args: argparse.Namespace) -
                 f"allowed: {error['msg'][:1].lower()}{error['msg'][1:]}"
                 for error in e.errors()
             ]
+    if args.history < 1:
+        problems.append(f"argument --history: {args.history} is not allowed: at least 1")
     if args.as_of is not None:
         try:
             dt.date.fromisoformat(args.as_of)
@@ -158,12 +175,13 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_config(args: argparse.Namespace) -> dict:
-    """The per-asset run config the command-line options stand for."""
+def run_config(args: argparse.Namespace, as_of: str | None = None) -> dict:
+    """The per-asset run config the command-line options stand for (`as_of`: instead of
+    --as-of)."""
     churn = {"churn_days": args.churn_days}
     return {
         "ops": {
-            "rfm_features": {"config": {"as_of": args.as_of}},
+            "rfm_features": {"config": {"as_of": as_of or args.as_of}},
             "rfm_model": {
                 "config": {
                     "n_clusters": args.n_clusters,
@@ -238,8 +256,12 @@ def _run(args: argparse.Namespace) -> int:
         f"Updating the retention graph from {folder}/ into {database.describe()}: {plan.describe()}"
     )
     persistent = bool(os.environ.get("DAGSTER_HOME"))
+    loggers = {"progress": {}}
     with dg.DagsterInstance.get() if persistent else dg.DagsterInstance.ephemeral() as inst:
-        results = execute_plan(defs, inst, plan, run_config(args), loggers_config={"progress": {}})
+        results = execute_loads(defs, inst, plan, loggers)
+        if not results or results[-1].success:
+            configs = [run_config(args, day) for day in _snapshot_dates(args, database)]
+            results += execute_analytics(defs, inst, configs, loggers)
     elapsed = time.perf_counter() - started
     if not results[-1].success:
         print(f"Run failed after {elapsed:.1f} s (see the messages above).", file=sys.stderr)
@@ -252,6 +274,22 @@ def _run(args: argparse.Namespace) -> int:
     command = sys.argv[0] if sys.argv[0].endswith("retention-assets") else "retention-assets"
     print(f"Look at them with: {command} psql")
     return 0
+
+
+def _snapshot_dates(args: argparse.Namespace, database: PostgresResource) -> list[str | None]:
+    """The as_of of each analytics run: --as-of (None: the default as_of, which rfm_features
+    works out), preceded by --history's month-ends."""
+    if args.history == 1:
+        return [args.as_of]
+    if args.as_of:
+        as_of = dt.date.fromisoformat(args.as_of)
+    else:
+        with database.connect() as conn:
+            ends = feed_ends(conn, database.db_schema)
+        if ends == (None, None):
+            return [None]  # nothing to look back over: rfm_features says what is missing
+        as_of = default_as_of(*ends)
+    return [day.isoformat() for day in monthly_snapshots(as_of, args.history)]
 
 
 def _settled_plan(folder: Path, loaded: dict, settings: Settings) -> DropPlan:

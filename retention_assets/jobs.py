@@ -97,20 +97,50 @@ def execute_plan(
     """Run what the sensor would request for `plan`, in this process, one run after another:
     each source's files, then the analytics (also when nothing changed, so a new as_of or
     setting takes effect). Stops at the first failed run; returns every run's result."""
+    results = execute_loads(defs, instance, plan, loggers_config)
+    if results and not results[-1].success:
+        return results
+    return results + execute_analytics(defs, instance, [run_config or {}], loggers_config)
+
+
+def execute_loads(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    plan: DropPlan,
+    loggers_config: dict | None = None,
+) -> list[dg.ExecuteInProcessResult]:
+    """The runs storing the plan's files, one after another, up to the first that fails."""
     register_partitions(instance, plan)
-    logging = {"loggers": loggers_config} if loggers_config else {}
     results = []
     for job_name, tags in load_requests(instance.get_dynamic_partitions, plan):
         result = defs.resolve_job_def(job_name).execute_in_process(
-            instance=instance, tags=tags, run_config=logging, raise_on_error=False
+            instance=instance, tags=tags, run_config=_logging(loggers_config), raise_on_error=False
         )
         results.append(result)
         if not result.success:
-            return results
-    analytics = defs.resolve_job_def(ANALYTICS_JOB)
-    results.append(
-        analytics.execute_in_process(
-            instance=instance, run_config=(run_config or {}) | logging, raise_on_error=False
-        )
-    )
+            break
     return results
+
+
+def execute_analytics(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    run_configs: Sequence[dict],
+    loggers_config: dict | None = None,
+) -> list[dg.ExecuteInProcessResult]:
+    """One analytics run per run config (e.g. one per as_of, oldest first, so each snapshot's
+    segment_migration compares with the one before), up to the first that fails."""
+    analytics = defs.resolve_job_def(ANALYTICS_JOB)
+    results = []
+    for config in run_configs:
+        result = analytics.execute_in_process(
+            instance=instance, run_config=config | _logging(loggers_config), raise_on_error=False
+        )
+        results.append(result)
+        if not result.success:
+            break
+    return results
+
+
+def _logging(loggers_config: dict | None) -> dict:
+    return {"loggers": loggers_config} if loggers_config else {}

@@ -16,6 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from .core.clv import CHURNED, HIGH, LOW, MEDIUM
+from .core.migration import ordered_segments
 from .core.segmentation import AT_RISK, HIGH_VALUE, LOYALIST, NEW_POTENTIAL
 
 # Above this many customers the scatter draws a sample: more points only blur into a blob,
@@ -197,4 +198,302 @@ def markdown_image(png: bytes, alt: str) -> str:
 def _figure(width: float, height: float) -> Figure:
     fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
+    return fig
+
+
+# Cohort cells: fixed size, so a figure with 40 cohorts grows instead of squeezing its numbers.
+_CELL_WIDTH, _CELL_HEIGHT = 0.42, 0.26
+_RECENT_COHORTS = 3  # thin lines of the latest cohorts beside the average curve
+
+
+def cohort_heatmap_figure(cohorts: pd.DataFrame) -> Figure:
+    """The triangular retention table: one row per signup-month cohort (oldest on top), one
+    column per month since signup, coloured by active_share with the percentage in each cell.
+
+    The as_of month's cells are hatched: the month is incomplete, so its shares run low and
+    should not be read as a drop. The figure grows with the number of cohorts and months, so
+    the numbers stay readable at 36+ cohorts.
+    """
+    if cohorts.empty:
+        return _empty_figure("Cohort retention: no customers signed up by as_of")
+    shares = cohorts.pivot(
+        index="cohort_month", columns="months_since_signup", values="active_share"
+    ).sort_index()
+    partial = (
+        cohorts.pivot(index="cohort_month", columns="months_since_signup", values="partial")
+        .reindex(index=shares.index, columns=shares.columns)
+        .fillna(False)
+        .astype("bool")
+    )
+    sizes = cohorts.groupby("cohort_month")["cohort_size"].first().reindex(shares.index)
+    n_rows, n_cols = shares.shape
+    values = shares.to_numpy(dtype="float64")  # NaN below the triangle: drawn transparent
+
+    fig = _figure(max(7.0, 2.8 + _CELL_WIDTH * n_cols), max(3.0, 1.6 + _CELL_HEIGHT * n_rows))
+    ax = fig.subplots()
+    image = ax.imshow(values, cmap="YlGnBu", vmin=0.0, vmax=1.0, aspect="auto")
+    fontsize = 7 if n_cols <= 24 else 6
+    for row in range(n_rows):
+        for col in range(n_cols):
+            value = values[row, col]
+            if value == value:  # not NaN
+                ax.text(
+                    col,
+                    row,
+                    f"{value:.0%}",
+                    ha="center",
+                    va="center",
+                    fontsize=fontsize,
+                    color="white" if value > 0.6 else "black",
+                    in_layout=False,  # inside the axes: measuring 800 labels doubles the time
+                )
+    rows_partial, cols_partial = partial.to_numpy().nonzero()
+    if len(rows_partial):
+        ax.bar(
+            cols_partial,
+            1.0,
+            bottom=rows_partial - 0.5,
+            width=1.0,
+            fill=False,
+            hatch="///",
+            edgecolor="#95a5a6",
+            linewidth=0,
+            label="as_of month (incomplete)",
+        )
+        ax.set_ylim(n_rows - 0.5, -0.5)  # bar() resets the limits imshow set
+        ax.set_xlim(-0.5, n_cols - 0.5)
+    ax.set_yticks(
+        range(n_rows),
+        labels=[
+            f"{pd.Timestamp(str(month)):%Y-%m} ({size:,})"
+            for month, size in zip(shares.index, sizes, strict=True)
+        ],
+        fontsize=fontsize + 1,
+    )
+    ax.set_xticks(range(n_cols), labels=[str(k) for k in shares.columns], fontsize=fontsize + 1)
+    ax.xaxis.tick_top()
+    ax.xaxis.set_label_position("top")
+    ax.set_xlabel("months since signup (k)")
+    ax.set_ylabel("signup month (cohort size)")
+    ax.set_title(
+        "Cohort retention: share with a check-in k months after signup"
+        + ("\n(hatched: the as_of month, still incomplete)" if len(rows_partial) else ""),
+        fontsize=10,
+    )
+    colourbar = fig.colorbar(image, ax=ax, shrink=min(1.0, 8 / max(n_rows, 1) + 0.3))
+    colourbar.ax.yaxis.set_major_formatter(mticker.PercentFormatter(1.0))
+    return fig
+
+
+def cohort_curve_figure(cohorts: pd.DataFrame) -> Figure:
+    """Average retention curve: for each month since signup, the active share over all cohorts
+    weighted by cohort size (total active / total customers), from complete months only, as
+    the as_of month would pull every curve down at its end. The latest cohorts are drawn as
+    thin lines, to see whether recent signups retain better or worse than the average.
+    """
+    complete = cohorts.loc[~cohorts["partial"].astype("bool")]
+    if complete.empty:
+        return _empty_figure("Retention curve: no complete month since any signup yet")
+    totals = complete.groupby("months_since_signup")[["active_customers", "cohort_size"]].sum()
+    curve = totals["active_customers"] / totals["cohort_size"]
+    counted = complete.groupby("months_since_signup").size()
+
+    fig = _figure(9, 4.5)
+    ax = fig.subplots()
+    ax.plot(
+        curve.index,
+        curve.to_numpy(),
+        marker="o",
+        markersize=3,
+        linewidth=2.2,
+        color="#2c3e50",
+        label="all cohorts, weighted by size",
+    )
+    by_cohort = complete.groupby("cohort_month")
+    recent = [month for month, rows in by_cohort if len(rows) >= 2][-_RECENT_COHORTS:]
+    for month, colour in zip(recent, ["#4682b4", "#d35400", "#8e44ad"], strict=False):
+        rows = by_cohort.get_group(month).sort_values("months_since_signup")
+        ax.plot(
+            rows["months_since_signup"],
+            rows["active_share"],
+            linewidth=0.9,
+            alpha=0.8,
+            color=colour,
+            label=f"cohort {pd.Timestamp(str(month)):%Y-%m} ({int(rows['cohort_size'].iloc[0]):,})",
+        )
+    ax.set_ylim(0, 1.02)
+    ax.yaxis.set_major_formatter(mticker.PercentFormatter(1.0))
+    ax.xaxis.set_major_locator(mticker.MaxNLocator(integer=True))
+    ax.set_xlabel(
+        "months since signup (k); the average at large k covers only the oldest cohorts "
+        f"({int(counted.iloc[-1])} at k={int(counted.index[-1])})",
+        fontsize=8,
+    )
+    ax.set_ylabel("share of the cohort with a check-in")
+    ax.set_title("Average retention curve (complete months only)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def migration_figure(migration: pd.DataFrame) -> Figure:
+    """Segment transitions between the previous snapshot (rows) and now (columns): the number
+    of customers and the share of the row in each cell, coloured by that share, so a small
+    segment's moves stand out as much as a big one's."""
+    if migration.empty:
+        return _empty_figure("Segment migration: no customers in either snapshot")
+    order = ordered_segments([*migration["from_segment"], *migration["to_segment"]])
+    sources = [name for name in order if name in set(migration["from_segment"])]
+    targets = [name for name in order if name in set(migration["to_segment"])]
+    counts = (
+        migration.pivot(index="from_segment", columns="to_segment", values="customers")
+        .reindex(index=sources, columns=targets)
+        .fillna(0)
+        .astype("int64")
+    )
+    shares = migration.pivot(index="from_segment", columns="to_segment", values="share").reindex(
+        index=sources, columns=targets
+    )
+    values = shares.to_numpy(dtype="float64")
+
+    fig = _figure(max(6.0, 2.5 + 1.25 * len(targets)), max(3.0, 1.5 + 0.6 * len(sources)))
+    ax = fig.subplots()
+    image = ax.imshow(values, cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
+    for row in range(len(sources)):
+        for col in range(len(targets)):
+            share = values[row, col]
+            if share == share:  # not NaN: a pair with customers
+                ax.text(
+                    col,
+                    row,
+                    f"{counts.iat[row, col]:,}\n{share:.0%}",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if share > 0.6 else "black",
+                )
+    ax.set_yticks(
+        range(len(sources)),
+        labels=[f"{name} ({total:,})" for name, total in counts.sum(axis=1).items()],
+    )
+    ax.set_xticks(
+        range(len(targets)),
+        labels=[f"{name} ({total:,})" for name, total in counts.sum(axis=0).items()],
+        rotation=20,
+        ha="right",
+    )
+    ax.set_ylabel("segment at the previous snapshot (customers)")
+    ax.set_xlabel("segment now (customers)")
+    ax.set_title("Segment migration: customers and share of the row")
+    colourbar = fig.colorbar(image, ax=ax)
+    colourbar.ax.yaxis.set_major_formatter(mticker.PercentFormatter(1.0))
+    return fig
+
+
+def _empty_figure(message: str) -> Figure:
+    fig = _figure(6, 2)
+    ax = fig.subplots()
+    ax.text(0.5, 0.5, message, ha="center", va="center")
+    ax.set_axis_off()
+    return fig
+
+
+P_ALIVE_BINS = 20  # 5% wide
+
+
+def p_alive_figure(forecast: pd.DataFrame) -> Figure:
+    """Histogram of p_alive: how many customers the BG/NBD believes still active, and how sure
+    it is (mass near 0 and 1), with the mean, whose sum over customers is the expected number
+    of active customers."""
+    alive = forecast["p_alive"].astype("float64")
+    fig = _figure(9, 4)
+    ax = fig.subplots()
+    ax.hist(alive, bins=P_ALIVE_BINS, range=(0.0, 1.0), color="#2e8b57", edgecolor="white")
+    if len(alive):
+        ax.axvline(alive.mean(), color="#c0392b", linestyle="--", label=f"mean {alive.mean():.0%}")
+        ax.legend(loc="upper center")
+    ax.set_title(
+        f"P(alive) per customer ({len(alive):,} customers, {alive.sum():,.0f} expected active)"
+    )
+    ax.set_xlabel("p_alive (BG/NBD probability the customer is still active at as_of)")
+    ax.set_ylabel("customers")
+    ax.set_xlim(0, 1)
+    ax.xaxis.set_major_formatter(mticker.PercentFormatter(1.0))
+    ax.yaxis.set_major_formatter(mticker.StrMethodFormatter("{x:,.0f}"))
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+NO_SEGMENT = "(no segment)"
+
+
+def clv_by_segment_figure(forecast_with_segment: pd.DataFrame) -> Figure:
+    """Box plot of predicted_clv per RFM segment (best segment on top, in the segment colours):
+    whether the probabilistic model agrees with the segmentation on who is worth most.
+    Customers without a segment are shown as NO_SEGMENT."""
+    frame = forecast_with_segment.assign(
+        segment=forecast_with_segment["segment"].astype("object").fillna(NO_SEGMENT)
+    )
+    names = segment_order(frame["segment"])
+    colours = segment_colours(names)
+    values = [frame.loc[frame["segment"] == name, "predicted_clv"].to_numpy() for name in names]
+
+    fig = _figure(9, 1.6 + 0.7 * max(len(names), 1))
+    ax = fig.subplots()
+    if names:
+        boxes = ax.boxplot(
+            values,
+            orientation="horizontal",
+            tick_labels=[f"{n} ({len(v):,})" for n, v in zip(names, values, strict=True)],
+            showmeans=True,
+            patch_artist=True,
+            flierprops={"markersize": 2, "alpha": 0.4},
+            medianprops={"color": "black"},
+        )
+        for box, name in zip(boxes["boxes"], names, strict=True):
+            box.set_facecolor(colours[name])
+            box.set_alpha(0.75)
+        ax.invert_yaxis()  # best segment on top
+    ax.set_title("predicted_clv by RFM segment (customers)")
+    ax.set_xlabel("predicted_clv (box: quartiles, line: median, triangle: mean)")
+    ax.xaxis.set_major_formatter(mticker.StrMethodFormatter("{x:,.0f}"))
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+def holdout_figure(by_bucket: pd.DataFrame) -> Figure:
+    """Mean purchases per customer in the holdout weeks, predicted against actual, by the
+    number of repeat purchases before them: the classic calibration check of a BG/NBD, where
+    the two lines should lie on top of each other."""
+    positions = list(range(len(by_bucket)))
+    fig = _figure(9, 4.2)
+    ax = fig.subplots()
+    ax.plot(
+        positions,
+        by_bucket["actual_mean"],
+        marker="o",
+        color="#2c3e50",
+        label="actual",
+    )
+    ax.plot(
+        positions,
+        by_bucket["predicted_mean"],
+        marker="s",
+        linestyle="--",
+        color="#d35400",
+        label="predicted (BG/NBD)",
+    )
+    ax.set_xticks(
+        positions,
+        labels=[
+            f"{bucket}\n({customers:,})"
+            for bucket, customers in zip(by_bucket["bucket"], by_bucket["customers"], strict=True)
+        ],
+    )
+    ax.set_title("Holdout: mean purchases per customer, predicted vs actual")
+    ax.set_xlabel("repeat purchases before the holdout weeks (customers)")
+    ax.set_ylabel("purchases in the holdout weeks")
+    ax.set_ylim(bottom=0)
+    ax.legend(loc="upper left")
+    ax.grid(alpha=0.3)
     return fig

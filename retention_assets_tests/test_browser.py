@@ -11,7 +11,8 @@ partitions (one per drop file) and `loaded_files`.
 Screenshots go to artifacts/screenshots/ in the repo root (CI keeps them as artifacts):
 01_asset_graph.png, 02_rfm_segment_profile.png, 03_rfm_segment_plot.png,
 04_retention_plot.png, 05_clv_tables.png, 06_clv_plot.png, 07_attendance_partitions.png,
-08_loaded_files.png.
+08_loaded_files.png, 09_catalog.png, 10_cohort_heatmap.png, 11_segment_migration.png,
+12_moved_into_at_risk.png, 13_clv_forecast.png, 14_p_alive.png, 15_report.png.
 
 Only the webserver runs, with runs launched straight from it (DefaultRunCoordinator): without a
 daemon the csv_drops sensor never ticks, so the button's run is the only one it starts. Chromium
@@ -55,7 +56,7 @@ LOCATION = "retention_assets.definitions"  # the code location `-m retention_ass
 # check-ins as drops of their own (same rows, so the same figures).
 ATTENDANCE_DROPS = ["attendance_2026-09.csv", "attendance_2026-10.csv"]
 ATTENDANCE_FILES = ["attendance.csv", *ATTENDANCE_DROPS]
-VIEWPORT = {"width": 1920, "height": 1080}
+VIEWPORT = {"width": 1600, "height": 1000}  # a laptop screen: wide tables must still fit
 START_TIMEOUT = 90  # seconds for the webserver and its code server to come up (about 15 s)
 RUN_TIMEOUT = 180  # seconds for the analytics on the sample data (about 10 s)
 UI_TIMEOUT_MS = 30_000
@@ -294,13 +295,27 @@ def _screenshot(page, name: str) -> None:
     page.screenshot(path=SCREENSHOTS / name, animations="disabled")
 
 
+def _assert_fits(table) -> None:
+    """The whole table is inside the window: no column cut off on the right."""
+    box = table.bounding_box()
+    assert box["x"] + box["width"] <= VIEWPORT["width"], box
+
+
+def _font_size(locator) -> float:
+    return float(locator.evaluate("e => parseFloat(getComputedStyle(e).fontSize)"))
+
+
 def _close_dialog(page) -> None:
     page.get_by_role("dialog").get_by_role("button", name="Close").click()
     page.get_by_role("dialog").wait_for(state="detached")
 
 
 def test_analyst_runs_the_analytics_from_the_ui_and_reads_segments_partitions_and_retention(
-    earlier_snapshots: list[str], webserver: Webserver, database_url: str, schema: str
+    earlier_snapshots: list[str],
+    webserver: Webserver,
+    database_url: str,
+    schema: str,
+    data_dir: Path,
 ):
     from playwright.sync_api import expect, sync_playwright
 
@@ -351,10 +366,17 @@ def test_analyst_runs_the_analytics_from_the_ui_and_reads_segments_partitions_an
             with closing(connect(database_url)) as conn:
                 rfm = read_table(conn, schema, "rfm")
                 retention = read_table(conn, schema, "retention")
+                stored_cohorts = read_table(conn, schema, "cohort_retention")
+                migration = read_table(conn, schema, "segment_migration")
                 with conn.cursor() as cur:
                     cur.execute(f'SELECT source, file, rows_read FROM "{schema}".loaded_files')
                     loaded = {(source, file): rows for source, file, rows in cur.fetchall()}
             sizes = rfm["segment"].value_counts()
+            into_at_risk = migration.loc[
+                (migration["to_segment"] == "At Risk")
+                & ~migration["from_segment"].isin(["At Risk", "(new)"])
+            ]
+            moved_in = int(into_at_risk["customers"].sum())
 
             # rfm: the segment profile table, then the segment plot.
             page.goto(f"{webserver.url}/assets/rfm")
@@ -367,6 +389,7 @@ def test_analyst_runs_the_analytics_from_the_ui_and_reads_segments_partitions_an
             assert shown == sizes.to_dict()
             headers = profile.locator("table thead th").all_inner_texts()
             assert headers[:3] == ["segment", "customers", "share"]
+            _assert_fits(profile.locator("table"))
             _screenshot(page, "02_rfm_segment_profile.png")
 
             plot = _open_markdown_image(page, "segment_plot")
@@ -378,7 +401,7 @@ def test_analyst_runs_the_analytics_from_the_ui_and_reads_segments_partitions_an
             page.goto(f"{webserver.url}/assets/retention")
             latest = retention.sort_values("as_of").iloc[-1]
             rate = _metadata_row(page, "retention_rate").locator("td").last.inner_text()
-            assert float(rate) == pytest.approx(latest["retention_rate"])
+            assert rate == f"{latest['retention_rate']:.2f}".rstrip("0").rstrip(".")  # rounded
             snapshots = _metadata_row(page, "snapshots").locator("td").last.inner_text()
             assert int(snapshots) == len(retention) == len(earlier_snapshots) + 1
             _open_markdown_image(page, "retention_plot")
@@ -389,7 +412,9 @@ def test_analyst_runs_the_analytics_from_the_ui_and_reads_segments_partitions_an
             page.goto(f"{webserver.url}/assets/clv")
             top = _metadata_row(page, "top_customers")
             expect(top.locator("table tbody tr")).to_have_count(10)
-            _metadata_row(page, "clv_by_type").scroll_into_view_if_needed()
+            by_type = _metadata_row(page, "clv_by_type")
+            by_type.scroll_into_view_if_needed()
+            _assert_fits(by_type.locator("table"))
             _screenshot(page, "05_clv_tables.png")
             _open_markdown_image(page, "clv_plot")
             _screenshot(page, "06_clv_plot.png")
@@ -424,6 +449,64 @@ def test_analyst_runs_the_analytics_from_the_ui_and_reads_segments_partitions_an
                 *ATTENDANCE_FILES,
             }
             _screenshot(page, "08_loaded_files.png")
+
+            # The catalog: descriptions read as plain sentences, no Markdown markup.
+            page.goto(f"{webserver.url}/assets")
+            page.get_by_text("cohort_retention", exact=True).first.wait_for()
+            expect(page.get_by_text("Are newer members staying longer?").first).to_be_visible()
+            expect(page.get_by_text(re.compile(r"\*\*"))).to_have_count(0)
+            _screenshot(page, "09_catalog.png")
+
+            # cohort_retention: the heatmap, one row per signup month.
+            page.goto(f"{webserver.url}/assets/cohort_retention")
+            cohorts = _metadata_row(page, "cohorts").locator("td").last.inner_text()
+            assert int(cohorts) == stored_cohorts["cohort_month"].nunique()
+            _open_markdown_image(page, "cohort_heatmap")
+            _screenshot(page, "10_cohort_heatmap.png")
+            _close_dialog(page)
+
+            # segment_migration: against the snapshot before, and who moved into At Risk.
+            page.goto(f"{webserver.url}/assets/segment_migration")
+            previous = _metadata_row(page, "previous_as_of").locator("td").last.inner_text()
+            assert previous == earlier_snapshots[-1]
+            _open_markdown_image(page, "migration_matrix")
+            _screenshot(page, "11_segment_migration.png")
+            _close_dialog(page)
+            movers = _metadata_row(page, "moved_into_at_risk")
+            movers.scroll_into_view_if_needed()
+            expect(movers.locator("table tbody tr")).to_have_count(min(20, moved_in))
+            _assert_fits(movers.locator("table"))
+            _screenshot(page, "12_moved_into_at_risk.png")
+
+            # clv_forecast: the page (its top customers), then the P(alive) histogram.
+            page.goto(f"{webserver.url}/assets/clv_forecast")
+            top = _metadata_row(page, "top_customers")
+            expect(top.locator("table tbody tr")).to_have_count(10)
+            _assert_fits(top.locator("table"))
+            _screenshot(page, "13_clv_forecast.png")
+            _open_markdown_image(page, "p_alive_plot")
+            _screenshot(page, "14_p_alive.png")
+            _close_dialog(page)
+
+            # The HTML report of the same tables, as someone outside Dagster opens it.
+            report_dir = data_dir.parent / "report"
+            assert main(["report", "--out", str(report_dir)]) == 0  # earlier_snapshots' env
+            page.goto((report_dir / "index.html").as_uri())
+            for heading in ("Segment migration", "Cohort retention", "Probabilistic CLV"):
+                expect(page.get_by_role("heading", name=re.compile(heading))).to_be_visible()
+            expect(
+                page.get_by_role("heading", name=re.compile("Moved into At Risk"))
+            ).to_be_visible()
+            for alt in ("cohort retention heatmap", "segment migration matrix"):
+                image = page.get_by_alt_text(alt)
+                image.scroll_into_view_if_needed()
+                page.wait_for_function(
+                    "img => img.complete && img.naturalWidth > 0", arg=image.element_handle()
+                )
+            section = page.get_by_role("heading", name="Retention", exact=True)
+            headline = page.locator("p.headline")
+            assert _font_size(section) > _font_size(headline)  # a heading, then its figure
+            _screenshot(page, "15_report.png")
         finally:
             browser.close()
 
@@ -436,4 +519,11 @@ def test_analyst_runs_the_analytics_from_the_ui_and_reads_segments_partitions_an
         "06_clv_plot.png",
         "07_attendance_partitions.png",
         "08_loaded_files.png",
+        "09_catalog.png",
+        "10_cohort_heatmap.png",
+        "11_segment_migration.png",
+        "12_moved_into_at_risk.png",
+        "13_clv_forecast.png",
+        "14_p_alive.png",
+        "15_report.png",
     ]

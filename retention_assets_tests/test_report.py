@@ -47,13 +47,16 @@ class _Tables(HTMLParser):
 
 
 def tables_of(html: str) -> dict[str, list[dict[str, str]]]:
-    """The page's tables keyed by their first header, rows as dicts."""
+    """The page's tables keyed by their first header (the second table with the same first
+    header as "header#2", ...), rows as dicts."""
     parser = _Tables()
     parser.feed(html)
-    return {
-        header[0]: [dict(zip(header, row, strict=True)) for row in rows]
-        for header, *rows in parser.tables
-    }
+    tables: dict[str, list[dict[str, str]]] = {}
+    for header, *rows in parser.tables:
+        seen = sum(1 for key in tables if key.split("#")[0] == header[0])
+        key = header[0] if not seen else f"{header[0]}#{seen + 1}"
+        tables[key] = [dict(zip(header, row, strict=True)) for row in rows]
+    return tables
 
 
 @pytest.fixture
@@ -113,13 +116,30 @@ def test_report_shows_segments_clv_and_the_retention_rate(materialized, conn, tm
     # Ties on clv_value 0.00 (C02, C07, C08, C12) go to the lower customer_id.
     assert [row["customer_id"] for row in top[-3:]] == ["C10", "C02", "C07"]
 
-    assert len(re.findall(r'<img src="data:image/png;base64,', html)) == 3
+    # Change over time: one snapshot only, so everyone is new and nobody moved.
+    assert "Segment migration since no earlier snapshot" in html
+    assert "Nobody moved into At Risk." in html
+    # Probabilistic CLV: the top customers by predicted_clv, as stored.
+    forecast = read_table(conn, HAND_SCHEMA, "clv_forecast")
+    ranked = forecast.sort_values(["predicted_clv", "customer_id"], ascending=[False, True])
+    shown = [row["customer_id"] for row in tables["customer_id#2"]]
+    assert shown == ranked["customer_id"].head(10).tolist()
+    holdout = read_table(conn, HAND_SCHEMA, "clv_holdout")
+    assert sum(int(row["customers"]) for row in tables.get("bucket", [])) == len(holdout)
+
+    assert len(re.findall(r'<img src="data:image/png;base64,', html)) == 9
     for png in report.pngs.values():
         assert png.read_bytes().startswith(b"\x89PNG")
     assert sorted(p.name for p in tmp_path.joinpath("out").iterdir()) == [
         "clv_by_type.png",
+        "clv_holdout.png",
+        "cohort_curve.png",
+        "cohort_retention.png",
         "index.html",
+        "p_alive.png",
+        "predicted_clv_by_segment.png",
         "retention_history.png",
+        "segment_migration.png",
         "segments.png",
     ]
 
@@ -156,13 +176,13 @@ def test_ui_metadata_matches_the_report(materialized, conn):
         "segment",
         "customers",
         "share",
-        "mean_recency_days",
-        "mean_frequency",
-        "mean_monetary",
+        "avg recency (days)",  # short headers: the table fits the asset page
+        "avg visits",
+        "avg spend",
     ]
     rfm = read_table(conn, HAND_SCHEMA, "rfm")
     expected_means = segment_summary(rfm).set_index("segment")["mean_monetary"].round(2)
-    assert {r.data["segment"]: r.data["mean_monetary"] for r in profile.records} == (
+    assert {r.data["segment"]: r.data["avg spend"] for r in profile.records} == (
         expected_means.to_dict()
     )
     assert rfm_md["segment_plot"].value.startswith("![segments](data:image/png;base64,")
@@ -172,7 +192,7 @@ def test_ui_metadata_matches_the_report(materialized, conn):
     expected_top = top_customers(read_table(conn, HAND_SCHEMA, "clv"))
     assert [r["customer_id"] for r in top] == expected_top["customer_id"].tolist()
     assert clv_md["clv_plot"].value.startswith("![clv_value by predicted_customer_type](data:")
-    assert {r.data["predicted_customer_type"] for r in clv_md["clv_by_type"].value.records} == {
+    assert {r.data["type"] for r in clv_md["clv_by_type"].value.records} == {
         "High Value",
         "Medium Value",
         "Low Value",
@@ -214,7 +234,7 @@ def test_retention_plot_and_rate_follow_the_snapshot_history(database_url, schem
         r.asset_materializations_for_node("retention")[0].metadata for r in (first, second, again)
     ]
     assert [m["snapshots"].value for m in snapshots] == [1, 2, 2]
-    assert snapshots[0]["retention_rate"].value == pytest.approx(200 / 3)
+    assert snapshots[0]["retention_rate"].value == 66.67  # 200 / 3, rounded as the UI shows it
     assert isinstance(snapshots[1]["retention_rate"].value, float)
     assert all(
         m["retention_plot"].value.startswith("![retention history](data:") for m in snapshots

@@ -269,6 +269,12 @@ def test_fresh_folder_loads_each_source_then_runs_the_analytics_once(daemon, fol
         "rfm",
         "clv",
         "retention",
+        "clv_model",
+        "clv_forecast",
+        "clv_holdout",
+        "cohort_retention",
+        "rfm_history",
+        "segment_migration",
         "snapshot",
     }
     assert count(conn, schema, "transactions") == 22

@@ -658,7 +658,7 @@ def retention_row(as_of: str, churned: int, rate: float) -> pd.DataFrame:
     )
 
 
-def test_upsert_keeps_history_and_updates_on_conflict(conn, schema):
+def test_upsert_keeps_history_and_replaces_a_key_s_rows(conn, schema):
     first = pd.concat(
         [retention_row("2024-01-31", 10, 90.0), retention_row("2024-02-29", 12, 88.0)]
     )
@@ -682,21 +682,38 @@ def test_upsert_keeps_history_and_updates_on_conflict(conn, schema):
     )
     pd.testing.assert_frame_equal(out, expected)
     assert count_rows(conn, schema, "retention") == 3
-    [(primary_key,)] = query(
+    [(index,)] = query(
         conn,
-        "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = %s::regclass "
-        "AND contype = 'p'",
-        [f'"{schema}".retention'],
+        "SELECT indexdef FROM pg_indexes WHERE schemaname = %s AND tablename = %s",
+        [schema, "retention"],
     )
-    assert primary_key == "PRIMARY KEY (as_of)"
+    assert index.endswith("USING btree (as_of)")  # the slices are found by key
 
 
-def test_upsert_rejects_duplicate_or_missing_keys(conn, schema):
+def test_upsert_replaces_a_whole_slice_of_rows_per_key(conn, schema):
+    """Several rows per key (the rfm rows of a snapshot): a key's rows are replaced together,
+    so a row the new slice lacks goes too."""
+    jan, feb = "2024-01-31", "2024-02-29"
+    upsert_rows(
+        conn,
+        schema,
+        "history",
+        pd.concat([retention_row(jan, 1, 99.0), retention_row(jan, 2, 98.0)]),
+        key=["as_of"],
+    )
+    upsert_rows(conn, schema, "history", retention_row(feb, 3, 97.0), key=["as_of"])
+    upsert_rows(conn, schema, "history", retention_row(jan, 4, 96.0), key=["as_of"])
+    out = read_table(conn, schema, "history").sort_values("as_of", ignore_index=True)
+    assert out["churned_customers"].tolist() == [4, 3]
+
+
+def test_upsert_rejects_missing_keys(conn, schema):
     twice = pd.concat([retention_row("2024-01-31", 1, 99.0)] * 2)
-    with pytest.raises(ValueError, match="duplicate"):
-        upsert_rows(conn, schema, "retention", twice, key=["as_of"])
     with pytest.raises(ValueError, match="not in the frame"):
         upsert_rows(conn, schema, "retention", twice, key=["missing"])
+    no_key = twice.assign(as_of=pd.array([None, None], dtype=DATE))
+    with pytest.raises(ValueError, match="missing values"):
+        upsert_rows(conn, schema, "retention", no_key, key=["as_of"])
     with pytest.raises(TableNotFoundError):
         read_table(conn, schema, "retention")
 

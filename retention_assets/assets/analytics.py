@@ -15,7 +15,6 @@ from ..core.segmentation import SegmentModel, fit_segments
 from ..plots import clv_figure, retention_figure, segment_figure, to_png
 from ..report import clv_by_type, segment_summary, top_customers
 from ..resources import PostgresResource
-from ..storage import staging
 from ..storage.activity import customer_activity, feed_ends, order_summary
 from ..storage.tables import TableNotFoundError, read_table
 from .metadata import (
@@ -155,7 +154,7 @@ def rfm_model(
         metadata={
             "as_of": model.as_of.isoformat(),
             "n_training_rows": model.n_training_rows,
-            "inertia": float(model.kmeans.inertia_),
+            "inertia": round(float(model.kmeans.inertia_), 2),
             "centroids": md_table(centroids),
         },
     )
@@ -186,7 +185,7 @@ def rfm(
     rfm_features: pd.DataFrame,
     rfm_model: SegmentModel,
 ):
-    """**Who your customers are, by how they behave**: one row per customer with how recently
+    """Who your customers are, by how they behave: one row per customer with how recently
     they came (recency_days), how often (frequency) and how much they spent (monetary), as of
     the snapshot date `as_of`.
 
@@ -238,7 +237,7 @@ def rfm(
 )
 @fail_fast
 def clv(config: ClvConfig, rfm_features: pd.DataFrame, database: PostgresResource):
-    """**What a customer is worth over the next year**: `clv_value` = average order value x
+    """What a customer is worth over the next year: `clv_value` = average order value x
     orders in the last `clv_window_days` (365) x `lifespan_years` (1), one row per customer.
 
     `predicted_customer_type`: **Churned** when the customer has not come for more than
@@ -262,7 +261,7 @@ def clv(config: ClvConfig, rfm_features: pd.DataFrame, database: PostgresResourc
         value=stored_if(verdict, frame),
         metadata={
             "as_of": as_of.isoformat(),
-            "total_clv": float(frame["clv_value"].sum()),
+            "total_clv": round(float(frame["clv_value"].sum()), 2),
             **{f"type/{name}": int(n) for name, n in types.items()},
             "clv_by_type": ui_table(clv_by_type(frame), percent=("share",)),
             "clv_plot": image(to_png(clv_figure(frame)), "clv_value by predicted_customer_type"),
@@ -286,7 +285,7 @@ def retention(
     rfm_features: pd.DataFrame,
     database: PostgresResource,
 ):
-    """**Share of customers still coming**: customers whose last visit is at most `churn_days`
+    """Share of customers still coming: customers whose last visit is at most `churn_days`
     (90) days before `as_of`, in percent of all customers signed up by then.
 
     The table keeps one row per `as_of` snapshot. `retention_plot` under Metadata draws that
@@ -300,7 +299,7 @@ def retention(
         value=stored_if(in_range, row),
         check_results=[check_result("rate_in_range", in_range)],
         metadata={
-            "retention_rate": dg.MetadataValue.float(summary.retention_rate),
+            "retention_rate": dg.MetadataValue.float(round(summary.retention_rate, 2)),
             "total_customers": summary.total_customers,
             "churned_customers": summary.churned_customers,
             "as_of": summary.as_of.isoformat(),
@@ -321,47 +320,3 @@ def _history_with(row: pd.DataFrame, database: PostgresResource, table: str) -> 
         return row
     others = stored.loc[~stored["as_of"].isin(row["as_of"])]
     return pd.concat([others, row], ignore_index=True).sort_values("as_of", ignore_index=True)
-
-
-# A run's staged tables left by a run this instance does not know (an ephemeral instance's
-# earlier command-line run) are dropped once they are this old: it cannot still be running.
-_ABANDONED_AFTER = dt.timedelta(hours=6)
-_FINISHED = {
-    dg.DagsterRunStatus.SUCCESS,
-    dg.DagsterRunStatus.FAILURE,
-    dg.DagsterRunStatus.CANCELED,
-}
-
-
-@dg.asset(
-    group_name=GROUP,
-    kinds={"postgres"},
-    deps=[rfm_features, rfm_model, rfm, clv, retention],
-    retry_policy=DB_RETRY,
-    owners=OWNERS,
-    tags=FOR_PIPELINE,
-)
-@fail_fast
-def snapshot(context: dg.AssetExecutionContext, database: PostgresResource):
-    """**The run's results, published together**: rfm_features, rfm_model, rfm, clv and the
-    retention row are written under staging names of the run and swapped in here, in one
-    transaction, once every asset and blocking check before it has passed. A run that fails
-    anywhere leaves every table as it was: readers never see one snapshot's rfm next to
-    another's clv."""
-    schema, run_id = database.db_schema, context.run.run_id
-    now = dt.datetime.now(dt.UTC)
-    with database.connect() as conn:
-        published = staging.publish(conn, schema, run_id)
-        leftover = [
-            other
-            for other, staged_at in staging.other_runs(conn, schema, run_id)
-            if _will_not_publish(context.instance, other, now - staged_at)
-        ]
-        staging.discard(conn, schema, leftover)
-    context.log.info(f"Published {', '.join(published)}")
-    return dg.MaterializeResult(metadata={"published": published, "discarded_runs": len(leftover)})
-
-
-def _will_not_publish(instance: dg.DagsterInstance, run_id: str, age: dt.timedelta) -> bool:
-    run = instance.get_run_by_id(run_id)
-    return run.status in _FINISHED if run is not None else age > _ABANDONED_AFTER

@@ -77,14 +77,70 @@ RETENTION_COLUMNS = _schema(
     ("computed_at", "timestamptz", "When this row was computed (UTC)."),
 )
 
+CLV_FORECAST_COLUMNS = _schema(
+    ("customer_id", "text", "Customer identifier; only customers with a payment have a row."),
+    ("frequency_repeat", "bigint", "x: purchase days after the first (a day counts once)."),
+    ("t_x", "double precision", "Weeks from the first to the last purchase day."),
+    ("T", "double precision", "Weeks from the first purchase day to as_of."),
+    ("avg_repeat_spend", "double precision", "Mean spend of the repeat purchase days."),
+    ("p_alive", "double precision", "BG/NBD probability the customer is still active."),
+    ("expected_purchases", "double precision", "Purchase days expected in horizon_weeks."),
+    ("expected_avg_spend", "double precision", "Gamma-Gamma expected spend per purchase day."),
+    ("predicted_clv", "double precision", "expected_purchases x expected_avg_spend."),
+    (
+        "discounted_clv",
+        "double precision",
+        "The same month by month over horizon_months, discounted at annual_discount_rate.",
+    ),
+)
+CLV_HOLDOUT_COLUMNS = _schema(
+    ("customer_id", "text", "Customer with a payment before the holdout weeks."),
+    ("frequency_repeat", "bigint", "Repeat purchase days before the holdout weeks."),
+    ("predicted", "double precision", "Purchase days predicted in the holdout weeks."),
+    ("actual", "bigint", "Purchase days actually made in them."),
+)
+
+COHORT_COLUMNS = _schema(
+    ("cohort_month", "date", "First day of the month the cohort's customers signed up in."),
+    ("months_since_signup", "integer", "k: the calendar month signup month + k."),
+    ("cohort_size", "bigint", "Customers who signed up in cohort_month (by as_of)."),
+    ("active_customers", "bigint", "Of those, customers with a check-in in month k."),
+    ("active_share", "double precision", "active_customers / cohort_size."),
+    ("partial", "boolean", "Month k is as_of's month, seen only up to as_of."),
+)
+MIGRATION_COLUMNS = _schema(
+    ("from_segment", "text", 'Segment at previous_as_of; "(new)": not a customer then.'),
+    ("to_segment", "text", 'Segment at as_of; "(gone)": no longer in the universe.'),
+    ("customers", "bigint", "Customers who made this move."),
+    ("share", "double precision", "customers / all customers of from_segment."),
+    ("as_of", "date", "The snapshot compared."),
+    ("previous_as_of", "date", "The snapshot compared with (empty: none stored before)."),
+)
+
 
 def md_table(frame: pd.DataFrame) -> dg.MetadataValue:
     return dg.MetadataValue.md(frame.to_markdown(index=False, floatfmt=".2f"))
 
 
+# Shorter headers for the UI's metadata tables, which must fit the asset page beside its
+# sidebar (the HTML report keeps the full names).
+_UI_HEADERS = {
+    "predicted_customer_type": "type",
+    "mean_recency_days": "avg recency (days)",
+    "mean_frequency": "avg visits",
+    "mean_monetary": "avg spend",
+    "mean_clv": "mean",
+    "median_clv": "median",
+    "max_clv": "max",
+    "total_clv": "total",
+}
+
+
 def ui_table(frame: pd.DataFrame, percent: tuple[str, ...] = ()) -> dg.MetadataValue:
     """A small frame as a UI table, numbers rounded as the HTML report shows them; the
     `percent` columns (fractions) as percentages."""
+    frame = frame.rename(columns=_UI_HEADERS)
+    percent = tuple(_UI_HEADERS.get(name, name) for name in percent)
     columns = []
     for name, dtype in frame.dtypes.items():
         if name in percent or not pd.api.types.is_numeric_dtype(dtype):

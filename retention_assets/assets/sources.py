@@ -81,6 +81,7 @@ def _source_asset(spec: SourceSpec, description: str) -> dg.AssetsDefinition:
             backfill_policy=dg.BackfillPolicy.single_run(),
             retry_policy=DB_RETRY,
             description=description,
+            metadata={"dagster/column_schema": _column_schema(spec)},
             check_specs=[
                 check_spec(
                     spec.name,
@@ -90,6 +91,13 @@ def _source_asset(spec: SourceSpec, description: str) -> dg.AssetsDefinition:
                 )
             ],
         )(source)
+
+
+def _column_schema(spec: SourceSpec) -> dg.TableSchema:
+    """The source's columns with their meaning (the UI merges each load's types in)."""
+    return dg.TableSchema(
+        columns=[dg.TableColumn(c.name, c.kind, c.description) for c in spec.columns]
+    )
 
 
 def _store_drops(
@@ -194,7 +202,7 @@ attendance = _source_asset(
 )
 @fail_fast
 def loaded_files(config: SourceConfig, data_folder: DataFolder, database: PostgresResource):
-    """**Which drop files are loaded**: one row per file with its size, modification time,
+    """Which drop files are loaded: one row per file with its size, modification time,
     rows read and rejected, and the run that loaded it. Materializing it also takes out the
     rows of files no longer in the data folder, so the analytics after it describe exactly
     the folder's files."""

@@ -92,3 +92,15 @@ def date_column(value: dt.date, index: pd.Index) -> pd.Series:
     """The same date on every row, as an Arrow date32 column."""
     days = pa.array(np.full(len(index), np.datetime64(value, "D")))
     return pd.Series(pd.arrays.ArrowExtensionArray(days.cast(pa.date32())), index=index)
+
+
+def monthly_snapshots(as_of: dt.date, count: int) -> list[dt.date]:
+    """`count` snapshot dates, oldest first, ending with as_of: the last days of the count - 1
+    months before as_of's month, then as_of itself."""
+    ends = []
+    month_start = as_of.replace(day=1)
+    for _ in range(count - 1):
+        month_end = month_start - dt.timedelta(days=1)
+        ends.append(month_end)
+        month_start = month_end.replace(day=1)
+    return [*reversed(ends), as_of]

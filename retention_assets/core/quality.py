@@ -5,7 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
+
+from .migration import SegmentGrowth
 
 
 @dataclass(frozen=True)
@@ -141,4 +144,76 @@ def events_before_signup(activity: pd.DataFrame) -> Verdict:
         else f"{len(early):,} customers have events dated before their signup_date "
         f"(e.g. {examples})",
         {"customers_with_events_before_signup": len(early)},
+    )
+
+
+def model_fit(warnings: list[str], training_rows: int) -> Verdict:
+    """Every fit converged inside the parameter space; otherwise the notes say which did not,
+    with the figures (its predictions then follow the formulas' limits)."""
+    return Verdict(
+        not warnings,
+        "; ".join(warnings) or f"both models converged on {training_rows:,} customers",
+        {"training_rows": training_rows, "warnings": len(warnings)},
+    )
+
+
+def forecast_rows(forecast: pd.DataFrame, paying: pd.Series) -> Verdict:
+    """One row per paying customer; every figure finite and not negative; p_alive a
+    probability."""
+    figures = forecast.drop(columns=["avg_repeat_spend"]).select_dtypes("number")
+    not_finite = int((~np.isfinite(figures.to_numpy(dtype=float))).any(axis=1).sum())
+    negative = int((figures < 0).any(axis=1).sum())
+    outside = int((~forecast["p_alive"].between(0, 1)).sum())
+    duplicated = int(forecast["customer_id"].duplicated().sum())
+    problems = [
+        f"{n:,} {what}"
+        for n, what in (
+            (not_finite, "rows with a missing or infinite figure"),
+            (negative, "rows with a negative figure"),
+            (outside, "p_alive outside [0, 1]"),
+            (duplicated, "customers more than once"),
+        )
+        if n
+    ]
+    if set(forecast["customer_id"]) != set(paying):
+        problems.append(f"{len(forecast):,} rows for {len(paying):,} paying customers")
+    return Verdict(
+        not problems,
+        "; ".join(problems) or f"{len(forecast):,} paying customers, every figure in range",
+        {"rows": len(forecast), "paying_customers": len(paying), "not_finite": not_finite},
+    )
+
+
+def holdout_error(per_customer: pd.DataFrame, mae: float, max_total_error: float) -> Verdict:
+    """The purchases predicted for the holdout weeks, in total, within max_total_error of the
+    actual ones."""
+    predicted = float(per_customer["predicted"].sum())
+    actual = float(per_customer["actual"].sum())
+    error = abs(predicted - actual) / actual if actual else float("inf")
+    return Verdict(
+        error <= max_total_error,
+        f"holdout purchases predicted {predicted:,.0f}, actual {actual:,.0f} "
+        f"({error:.1%} off; limit {max_total_error:.0%}); mean absolute error per customer "
+        f"{mae:.3f}",
+        {
+            "predicted_total": round(predicted, 1),
+            "actual_total": actual,
+            "total_error": round(error, 4) if actual else None,
+            "mae": round(mae, 4),
+            "customers": len(per_customer),
+        },
+    )
+
+
+def segment_growth(growth: SegmentGrowth, moved_in: int, max_growth: float) -> Verdict:
+    """The segment grew by at most max_growth (a share of its earlier size) since the
+    previous snapshot; `moved_in` customers came from other segments."""
+    figures = {"before": growth.before, "now": growth.now, "moved_in": moved_in}
+    if growth.growth is not None and np.isfinite(growth.growth):
+        figures["growth"] = round(growth.growth, 4)
+    limit = f" (limit +{max_growth:.0%})" if growth.before is not None else ""
+    return Verdict(
+        not growth.exceeds(max_growth),
+        f"{growth.describe()}{limit}; {moved_in:,} moved in from other segments",
+        figures,
     )

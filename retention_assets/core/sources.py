@@ -33,6 +33,7 @@ class Column:
     positive: bool = False  # counts: > 0 instead of >= 0
     references: str | None = None  # another source whose id this column must name
     not_before: str | None = None  # a timestamp column this one may not precede
+    description: str = ""  # what the column means, shown next to it in the UI
 
 
 @dataclass(frozen=True)
@@ -53,42 +54,64 @@ CUSTOMERS = SourceSpec(
     "customers",
     "customer_id",
     (
-        Column("customer_id", "text", required=True),
-        Column("signup_date", "date", required=True),
+        Column("customer_id", "text", required=True, description="The member's id; unique."),
+        Column("signup_date", "date", required=True, description="Date the member joined."),
     ),
 )
 PACKAGES = SourceSpec(
     "packages",
     "package_id",
     (
-        Column("package_id", "text", required=True),
-        Column("package_name", "text", required=True),
-        Column("price", "money", required=True),
-        Column("duration_days", "count", positive=True),
-        Column("sessions_included", "count"),
+        Column("package_id", "text", required=True, description="The package's id; unique."),
+        Column("package_name", "text", required=True, description="Name members see."),
+        Column("price", "money", required=True, description="List price."),
+        Column("duration_days", "count", positive=True, description="Days it runs (> 0)."),
+        Column("sessions_included", "count", description="Visits the package includes."),
     ),
 )
 TRANSACTIONS = SourceSpec(
     "transactions",
     "transaction_id",
     (
-        Column("transaction_id", "text", required=True),
-        Column("customer_id", "text", required=True, references="customers"),
-        Column("transaction_date", "timestamp", required=True),
-        Column("amount", "money", required=True),
-        Column("package_id", "text", references="packages"),
-        Column("payment_method", "text"),
+        Column("transaction_id", "text", required=True, description="The payment's id; unique."),
+        Column(
+            "customer_id",
+            "text",
+            required=True,
+            references="customers",
+            description="Who paid: a customer_id of customers.",
+        ),
+        Column("transaction_date", "timestamp", required=True, description="When it was paid."),
+        Column("amount", "money", required=True, description="Amount paid (>= 0)."),
+        Column(
+            "package_id",
+            "text",
+            references="packages",
+            description="Package bought, a package_id of packages (empty: none).",
+        ),
+        Column("payment_method", "text", description="card, cash, ... as exported."),
     ),
 )
 ATTENDANCE = SourceSpec(
     "attendance",
     "attendance_id",
     (
-        Column("attendance_id", "text", required=True),
-        Column("customer_id", "text", required=True, references="customers"),
-        Column("check_in", "timestamp", required=True),
-        Column("check_out", "timestamp", not_before="check_in"),
-        Column("club", "text"),
+        Column("attendance_id", "text", required=True, description="The visit's id; unique."),
+        Column(
+            "customer_id",
+            "text",
+            required=True,
+            references="customers",
+            description="Who came: a customer_id of customers.",
+        ),
+        Column("check_in", "timestamp", required=True, description="When the member arrived."),
+        Column(
+            "check_out",
+            "timestamp",
+            not_before="check_in",
+            description="When the member left (not before check_in; empty: unknown).",
+        ),
+        Column("club", "text", description="Club visited."),
     ),
 )
 

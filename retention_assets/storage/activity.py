@@ -73,6 +73,42 @@ def order_summary(conn: Connection, schema: str, as_of: dt.date, window_days: in
     return read_query(conn, query, params, types).astype({"customer_id": "str"})
 
 
+def purchase_occasions(conn: Connection, schema: str, as_of: dt.date) -> pd.DataFrame:
+    """customer_id, first_date, last_date, occasions, total_amount, first_amount of every
+    customer with a payment on or before as_of: an occasion is a calendar day with payments,
+    worth the sum of that day's amounts (the unit the probabilistic CLV models count)."""
+    query = sql.SQL(
+        "SELECT customer_id, min(day), max(day), count(*), sum(amount), "
+        "(array_agg(amount ORDER BY day))[1] "
+        "FROM (SELECT customer_id, transaction_date::date AS day, sum(amount) AS amount "
+        "  FROM {t} WHERE transaction_date < %(end)s GROUP BY 1, 2) AS days "
+        "GROUP BY customer_id"
+    ).format(t=_t(schema, "transactions"))
+    types = {
+        "customer_id": "text",
+        "first_date": "date",
+        "last_date": "date",
+        "occasions": "int8",
+        "total_amount": "float8",
+        "first_amount": "float8",
+    }
+    return read_query(conn, query, _bounds(as_of), types).astype({"customer_id": "str"})
+
+
+def occasions_between(
+    conn: Connection, schema: str, after: dt.date, as_of: dt.date
+) -> pd.DataFrame:
+    """customer_id, actual_purchases: each customer's purchase occasions (days with payments)
+    dated after `after` and on or before as_of; customers without one have no row."""
+    query = sql.SQL(
+        "SELECT customer_id, count(DISTINCT transaction_date::date) FROM {t} "
+        "WHERE transaction_date >= %(start)s AND transaction_date < %(end)s GROUP BY customer_id"
+    ).format(t=_t(schema, "transactions"))
+    params = _bounds(as_of) | {"start": after + dt.timedelta(days=1)}
+    types = {"customer_id": "text", "actual_purchases": "int8"}
+    return read_query(conn, query, params, types).astype({"customer_id": "str"})
+
+
 def _bounds(as_of: dt.date) -> dict[str, dt.date]:
     """Events count up to the end of the as_of day."""
     return {"as_of": as_of, "end": as_of + dt.timedelta(days=1)}

@@ -15,12 +15,12 @@ from psycopg2 import sql
 
 from .tables import (
     Connection,
-    Cursor,
     _ensure_schema,
     _lock_for_swap,
     _lock_table_name,
     _transaction,
     column_types,
+    replace_slices,
     table_exists,
 )
 
@@ -102,39 +102,11 @@ def publish(conn: Connection, schema: str, run_id: str) -> list[str]:
                     sql.SQL("ALTER TABLE {} RENAME TO {}").format(waiting, sql.Identifier(table))
                 )
                 continue
-            if not exists:
-                cur.execute(sql.SQL("CREATE TABLE {} (LIKE {})").format(live, waiting))
-                cur.execute(
-                    sql.SQL("ALTER TABLE {} ADD PRIMARY KEY ({})").format(
-                        live, sql.SQL(", ").join(map(sql.Identifier, key))
-                    )
-                )
-            _upsert_from(cur, schema, table, staged_table, key)
+            names = [name for name, _ in column_types(cur, schema, staged_table)]
+            replace_slices(cur, schema, table, waiting, key, names)
             cur.execute(sql.SQL("DROP TABLE {}").format(waiting))
         cur.execute(sql.SQL("DELETE FROM {} WHERE run_id = %s").format(_registry(schema)), [run_id])
     return [table for table, _, _ in entries]
-
-
-def _upsert_from(cur: Cursor, schema: str, table: str, staged_table: str, key: list[str]) -> None:
-    """Insert the staged rows into `table`, updating the rows whose key is there already."""
-    live, waiting = sql.Identifier(schema, table), sql.Identifier(schema, staged_table)
-    names = [name for name, _ in column_types(cur, schema, staged_table)]
-    others = [name for name in names if name not in key]
-    update = (
-        sql.SQL("DO UPDATE SET {}").format(
-            sql.SQL(", ").join(
-                sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(n)) for n in others
-            )
-        )
-        if others
-        else sql.SQL("DO NOTHING")
-    )
-    columns = sql.SQL(", ").join(map(sql.Identifier, names))
-    cur.execute(
-        sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) {}").format(
-            live, columns, columns, waiting, sql.SQL(", ").join(map(sql.Identifier, key)), update
-        )
-    )
 
 
 def other_runs(conn: Connection, schema: str, run_id: str) -> list[tuple[str, dt.datetime]]:

@@ -529,8 +529,9 @@ def upsert_rows(
     key: Sequence[str],
     money_columns: Sequence[str] = (),
 ) -> list[tuple[str, str]]:
-    """Insert ``df`` into a table keyed by ``key``, updating rows whose key exists: keeps history
-    of other keys (e.g. one retention row per snapshot date)."""
+    """Replace the stored rows of ``df``'s key values with ``df``'s rows, keeping the rows of
+    other keys: a history with one slice per key (one retention row per snapshot date, the
+    rfm rows of each snapshot)."""
     _check_identifier(schema, "schema")
     _check_identifier(table, "table")
     columns = _columns_for(df, money_columns)
@@ -542,45 +543,42 @@ def upsert_rows(
         raise ValueError(f"key columns not in the frame: {missing}")
     if df[key].isna().any().any():
         raise ValueError(f"key columns {key} contain missing values")
-    if df.duplicated(subset=key).any():
-        raise ValueError(f"the frame has duplicate keys in {key}")
-    target = sql.Identifier(schema, table)
-    staging = sql.Identifier(f"_upsert_{uuid.uuid4().hex}")
-    names = [col.name for col in columns]
-    others = [name for name in names if name not in key]
-    if others:
-        on_conflict = sql.SQL("DO UPDATE SET {}").format(
-            sql.SQL(", ").join(
-                sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(name)) for name in others
-            )
-        )
-    else:
-        on_conflict = sql.SQL("DO NOTHING")
+    staging = f"_upsert_{uuid.uuid4().hex}"
     with _transaction(conn) as cur:
         _lock_table_name(cur, schema, table)
         _ensure_schema(cur, schema)
         cur.execute(
-            sql.SQL("CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))").format(
-                target, _columns_ddl(columns), _column_list(key)
-            )
-        )
-        cur.execute(
             sql.SQL("CREATE TEMPORARY TABLE {} ({}) ON COMMIT DROP").format(
-                staging, _columns_ddl(columns)
+                sql.Identifier(staging), _columns_ddl(columns)
             )
         )
-        _copy_in(cur, staging, columns, df, created_from_columns=True)
-        cur.execute(
-            sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) {}").format(
-                target,
-                _column_list(names),
-                _column_list(names),
-                staging,
-                _column_list(key),
-                on_conflict,
-            )
-        )
+        _copy_in(cur, sql.Identifier(staging), columns, df, created_from_columns=True)
+        replace_slices(cur, schema, table, sql.Identifier(staging), key, [c.name for c in columns])
     return [(col.name, col.pg_type) for col in columns]
+
+
+def replace_slices(
+    cur: Cursor,
+    schema: str,
+    table: str,
+    rows: sql.Identifier,
+    key: Sequence[str],
+    names: Sequence[str],
+) -> None:
+    """Put the rows of table `rows` (columns `names`) into schema.table in place of the stored
+    rows with the same key values (creating the table, indexed on the key, if need be)."""
+    live = sql.Identifier(schema, table)
+    keys = sql.SQL(", ").join(map(sql.Identifier, key))
+    if not table_exists(cur, schema, table):
+        cur.execute(sql.SQL("CREATE TABLE {} (LIKE {})").format(live, rows))
+        cur.execute(sql.SQL("CREATE INDEX ON {} ({})").format(live, keys))
+    cur.execute(
+        sql.SQL("DELETE FROM {} WHERE ({}) IN (SELECT {} FROM {})").format(live, keys, keys, rows)
+    )
+    columns = sql.SQL(", ").join(map(sql.Identifier, names))
+    cur.execute(
+        sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(live, columns, columns, rows)
+    )
 
 
 def _sql_param(value: object) -> object:

@@ -1,0 +1,119 @@
+"""Monthly cohort retention computed where the check-ins are: one GROUP BY over (cohort, month)
+in PostgreSQL, so only the small cohort x month table reaches Python whatever the history
+length."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+from psycopg2 import sql
+
+from .activity import _bounds, _t
+from .tables import Connection, read_query
+
+COLUMNS = [
+    "cohort_month",
+    "months_since_signup",
+    "cohort_size",
+    "active_customers",
+    "active_share",
+    "partial",
+]
+
+# cohorts: each customer signed up by as_of with the first day of the signup month.
+# visits: the months each customer checked in, up to the end of the as_of day. Reducing the
+#   check-ins to (customer, month) first is about a third faster than count(DISTINCT) over the
+#   joined check-ins (3M check-ins, 20k customers): the join and the last GROUP BY see one row
+#   per customer and month, not one per visit.
+# active: customers of each cohort with a check-in in each calendar month from the signup month
+#   on (one in the signup month before the signup day counts for k = 0, earlier ones for no k).
+# The grid (generate_series) gives every k from 0 to the as_of month, so months nobody came
+# show as 0 instead of missing.
+_QUERY = """
+WITH cohorts AS (
+    SELECT customer_id, date_trunc('month', signup_date)::date AS cohort_month
+    FROM {customers}
+    WHERE signup_date <= %(as_of)s
+),
+sizes AS (
+    SELECT cohort_month, count(*) AS cohort_size FROM cohorts GROUP BY cohort_month
+),
+visits AS (
+    SELECT customer_id, date_trunc('month', check_in)::date AS activity_month
+    FROM {attendance}
+    WHERE check_in < %(end)s
+    GROUP BY 1, 2
+),
+active AS (
+    SELECT c.cohort_month, v.activity_month, count(*) AS active_customers
+    FROM visits v
+    JOIN cohorts c ON c.customer_id = v.customer_id
+    WHERE v.activity_month >= c.cohort_month
+    GROUP BY 1, 2
+)
+SELECT s.cohort_month, g.k AS months_since_signup, s.cohort_size,
+    coalesce(x.active_customers, 0) AS active_customers,
+    coalesce(x.active_customers, 0)::float8 / s.cohort_size AS active_share,
+    g.month = %(as_of_month)s AS partial
+FROM sizes s
+CROSS JOIN LATERAL (
+    SELECT k, (s.cohort_month + make_interval(months => k))::date AS month
+    FROM generate_series(
+        0,
+        (extract(year FROM %(as_of_month)s::date) * 12 + extract(month FROM %(as_of_month)s::date)
+         - extract(year FROM s.cohort_month) * 12 - extract(month FROM s.cohort_month))::int
+    ) AS k
+) g
+LEFT JOIN active x ON x.cohort_month = s.cohort_month AND x.activity_month = g.month
+ORDER BY s.cohort_month, g.k
+"""
+
+_TYPES = {
+    "cohort_month": "date",
+    "months_since_signup": "int4",
+    "cohort_size": "int8",
+    "active_customers": "int8",
+    "active_share": "float8",
+    "partial": "bool",
+}
+
+
+def cohort_retention(conn: Connection, schema: str, as_of: dt.date) -> pd.DataFrame:
+    """Share of each signup-month cohort active in each calendar month since signing up.
+
+    Parameters
+    ----------
+    conn : psycopg2 connection
+        With no transaction open (the read runs in its own).
+    schema : str
+        Schema holding the ``customers`` and ``attendance`` tables.
+    as_of : datetime.date
+        Snapshot date: customers signed up by then, check-ins dated on or before it (the whole
+        day counts).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per cohort and k = 0 .. months from the cohort's month to as_of's month, sorted
+        by cohort_month, months_since_signup. Columns: cohort_month (date32, first of month),
+        months_since_signup (int64), cohort_size (int64, customers who signed up in that month,
+        attended or not), active_customers (int64, of them with at least one check-in in
+        calendar month cohort_month + k), active_share (float64, active / size) and partial
+        (bool, True in as_of's month, which the snapshot sees only up to as_of: its share is
+        a lower bound, not comparable with complete months).
+    """
+    as_of_month = as_of.replace(day=1)
+    query = sql.SQL(_QUERY).format(
+        customers=_t(schema, "customers"), attendance=_t(schema, "attendance")
+    )
+    params = _bounds(as_of) | {"as_of_month": as_of_month}
+    frame = read_query(conn, query, params, _TYPES)
+    return frame.astype(
+        {
+            "months_since_signup": "int64",
+            "cohort_size": "int64",
+            "active_customers": "int64",
+            "partial": "bool",
+        }
+    )
