@@ -229,7 +229,15 @@ def cohort_heatmap_figure(cohorts: pd.DataFrame) -> Figure:
     n_rows, n_cols = shares.shape
     values = shares.to_numpy(dtype="float64")  # NaN below the triangle: drawn transparent
 
-    fig = _figure(max(7.0, 2.8 + _CELL_WIDTH * n_cols), max(3.0, 1.6 + _CELL_HEIGHT * n_rows))
+    width = max(7.0, 2.8 + _CELL_WIDTH * n_cols)
+    height = max(3.0, 1.6 + _CELL_HEIGHT * n_rows)
+    # Margins fixed in inches instead of a layout engine: measuring the ~1,000 cell labels for
+    # the layout would double the drawing time.
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    fig.subplots_adjust(
+        left=1.5 / width, right=1 - 0.3 / width, top=1 - 1.1 / height, bottom=0.15 / height
+    )
     ax = fig.subplots()
     image = ax.imshow(values, cmap="YlGnBu", vmin=0.0, vmax=1.0, aspect="auto")
     fontsize = 7 if n_cols <= 24 else 6
