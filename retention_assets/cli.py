@@ -220,7 +220,10 @@ class _ProgressHandler(logging.Handler):
             print(f"  {step} done in {seconds:.1f} s", flush=True)
         elif kind == "STEP_FAILURE":
             error = event.event_specific_data.error
-            print(f"  {step} FAILED: {error.message.strip() if error else ''}", flush=True)
+            message = error.message.strip() if error else ""
+            # A data error raised as dg.Failure reads as its description, not a class path.
+            message = message.removeprefix(f"{dg.Failure.__module__}.{dg.Failure.__name__}: ")
+            print(f"  {step} FAILED: {message}", flush=True)
         elif kind == "ASSET_CHECK_EVALUATION":
             data = event.event_specific_data
             verdict = "passed" if data.passed else f"FAILED ({data.severity.value})"
