@@ -17,6 +17,25 @@ from retention_assets.settings import Settings
 from retention_assets.storage import slices
 from retention_assets.storage.database import connect
 
+# What one analytics run materializes: loaded_files and everything after it.
+ANALYTICS = frozenset(
+    {
+        "loaded_files",
+        "rfm_features",
+        "rfm_model",
+        "rfm",
+        "clv",
+        "retention",
+        "clv_model",
+        "clv_forecast",
+        "clv_holdout",
+        "cohort_retention",
+        "rfm_history",
+        "segment_migration",
+        "snapshot",
+    }
+)
+
 
 def graph_definitions(folder: Path | str, database_url: str, schema: str) -> dg.Definitions:
     """definitions.build_definitions' assets and jobs, with resources on the test database

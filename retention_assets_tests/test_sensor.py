@@ -28,6 +28,7 @@ from retention_assets.sensor import SENSOR_NAME, csv_drops_sensor
 from retention_assets.settings import Settings
 from retention_assets.storage import slices
 
+from .graph_helpers import ANALYTICS
 from .hand_fixture import HAND_DIR
 
 SETTLE = 5.0
@@ -262,21 +263,7 @@ def test_fresh_folder_loads_each_source_then_runs_the_analytics_once(daemon, fol
     assert analytics.launched[0].run_key
     assert analytics.result.dynamic_partitions_requests in (None, [])
     assert analytics.runs[0].success
-    assert {key for key, _ in materialized(analytics.runs[0])} == {
-        "loaded_files",
-        "rfm_features",
-        "rfm_model",
-        "rfm",
-        "clv",
-        "retention",
-        "clv_model",
-        "clv_forecast",
-        "clv_holdout",
-        "cohort_retention",
-        "rfm_history",
-        "segment_migration",
-        "snapshot",
-    }
+    assert {key for key, _ in materialized(analytics.runs[0])} == ANALYTICS
     assert count(conn, schema, "transactions") == 22
     assert count(conn, schema, "rfm") == 13  # default as_of 2024-07-05: C13 has signed up
 
