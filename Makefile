@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint dev
+.PHONY: install run test lint dev dg-dev check-defs
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -29,3 +29,11 @@ lint: $(STAMP)
 
 dev: $(STAMP)
 	$(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000
+
+# The same UI through `dg` (dagster-dg-cli; reads [tool.dg] in pyproject.toml).
+dg-dev: $(STAMP)
+	$(VENV)/bin/dg dev --host 127.0.0.1 --port 3000
+
+# Loads every definition without starting anything (CI runs it before the tests).
+check-defs: $(STAMP)
+	$(VENV)/bin/dg check defs

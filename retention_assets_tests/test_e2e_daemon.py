@@ -41,6 +41,8 @@ from sqlalchemy.engine import make_url
 
 from retention_assets.generate import generate_dataset
 
+from .graph_helpers import ANALYTICS
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the venv running pytest (.venv/bin with `make test`)
 SUMMARY = REPO_ROOT / "artifacts" / "e2e_daemon" / "summary.txt"
@@ -51,7 +53,6 @@ SCHEMA = "e2e_daemon"
 SOURCES = ["customers", "packages", "transactions", "attendance"]
 LOAD_JOBS = {f"load_{name}" for name in SOURCES}
 ANALYTICS_JOB = "analytics"
-ANALYTICS = {"loaded_files", "rfm_features", "rfm_model", "rfm", "clv", "retention", "snapshot"}
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 # generate_dataset's feeds both end on 2026-10-31, the default as_of: a drop of that day's
 # late purchases counts towards every figure of the snapshot.
@@ -347,7 +348,9 @@ def environment(tmp_path: Path, database_url: str) -> dict[str, str]:
         DAGSTER_POSTGRES_USER=url.username or "postgres",
         # deploy/dagster.yaml reads a password from the environment; trust auth ignores it.
         DAGSTER_POSTGRES_PASSWORD=url.password or "unused",
-        DAGSTER_POSTGRES_HOST=url.host or "127.0.0.1",
+        # No host: the embedded server's URL names its socket folder as ?host=, which the
+        # host:port URL dagster-postgres builds cannot carry; libpq's PGHOST (below) can.
+        DAGSTER_POSTGRES_HOST=url.host or ("" if "host" in url.query else "127.0.0.1"),
         DAGSTER_POSTGRES_PORT=str(url.port or 5432),
         DAGSTER_POSTGRES_DB=url.database,
         DATABASE_URL=database_url,
@@ -357,6 +360,8 @@ def environment(tmp_path: Path, database_url: str) -> dict[str, str]:
         RETENTION_SENSOR_INTERVAL="2",
         PYTHONUNBUFFERED="1",
     )
+    if not url.host and "host" in url.query:
+        env["PGHOST"] = url.query["host"]
     # The Dagster CLIs load .env from their working directory *over* the environment, so a
     # developer's .env (DATABASE_URL is documented there) would send this test's tables and runs
     # to their own database.

@@ -138,7 +138,8 @@ def connect_error(url: str) -> DatabaseUnavailable:
 
 def test_a_database_that_is_down_missing_or_refuses_the_role_is_not_transient(pg_admin_url):
     admin = make_url(pg_admin_url)
-    where = f"{admin.host}:{admin.port or 5432}"
+    # The embedded server's URL has no host, its socket folder as ?host= (what connect() names).
+    where = f"{admin.host or admin.query['host']}:{admin.port or 5432}"
     missing = connect_error(admin.set(database="no_such_db").render_as_string(False))
     no_role = connect_error(admin.set(username="no_such_role").render_as_string(False))
     down = connect_error(DOWN)

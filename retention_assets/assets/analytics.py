@@ -191,8 +191,8 @@ def rfm(
 
     - `r_score`, `f_score`, `m_score`: quintiles 1-5, 5 = the best fifth; `rfm_score` joins
       them ("545" = very recent, very frequent, high spend).
-    - `segment`: **High-Value** (spends most), **At Risk** (absent longest), **New/Potential**
-      (fewest visits) or **Loyalist** (the rest): KMeans clusters of R, F and M, named from
+    - `segment`: High-Value (spends most), At Risk (absent longest), New/Potential
+      (fewest visits) or Loyalist (the rest): KMeans clusters of R, F and M, named from
       their averages.
 
     Each materialization shows `segment_profile` (size and averages per segment) and
@@ -240,9 +240,9 @@ def clv(config: ClvConfig, rfm_features: pd.DataFrame, database: PostgresResourc
     """What a customer is worth over the next year: `clv_value` = average order value x
     orders in the last `clv_window_days` (365) x `lifespan_years` (1), one row per customer.
 
-    `predicted_customer_type`: **Churned** when the customer has not come for more than
-    `churn_days` (90); otherwise **High Value** (top 20% of clv_value among active customers),
-    **Low Value** (bottom 40%) or **Medium Value**.
+    `predicted_customer_type`: Churned when the customer has not come for more than
+    `churn_days` (90); otherwise High Value (top 20% of clv_value among active customers),
+    Low Value (bottom 40%) or Medium Value.
 
     Each materialization shows `clv_by_type` and `clv_plot` (how clv_value spreads within each
     type) and `top_customers` (the 10 highest clv_value) under Metadata."""

