@@ -9,7 +9,10 @@ import psycopg2
 import pytest
 
 from retention_assets.assets import clv as clv_asset
+from retention_assets.assets import clv_forecast as clv_forecast_asset
+from retention_assets.assets import cohort_retention as cohort_retention_asset
 from retention_assets.assets import rfm as rfm_asset
+from retention_assets.assets import segment_migration as segment_migration_asset
 from retention_assets.cli import main
 from retention_assets.report import segment_summary, top_customers, write_report
 from retention_assets.storage.tables import read_table
@@ -212,7 +215,13 @@ def test_column_lineage_names_real_upstream_columns(materialized, conn):
 
 
 def test_column_descriptions_cover_every_stored_column(materialized, conn):
-    for asset in (rfm_asset, clv_asset):
+    for asset in (
+        rfm_asset,
+        clv_asset,
+        clv_forecast_asset,
+        cohort_retention_asset,
+        segment_migration_asset,
+    ):
         spec = next(iter(asset.specs))
         described = spec.metadata["dagster/column_schema"].columns
         stored = materialized.asset_materializations_for_node(spec.key.path[-1])[0].metadata[

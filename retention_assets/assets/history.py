@@ -38,7 +38,7 @@ class MigrationConfig(dg.Config):
     top: int = Field(default=20, ge=1, description="Customers listed as moved into At Risk.")
 
 
-@dg.asset(**TABLE_ASSET, tags=FOR_ANALYSTS)
+@dg.asset(**TABLE_ASSET, tags=FOR_ANALYSTS, metadata={"dagster/column_schema": COHORT_COLUMNS})
 @fail_fast
 def cohort_retention(rfm_features: pd.DataFrame, database: PostgresResource):
     """Are newer members staying longer? For each signup-month cohort and each month since
@@ -56,7 +56,6 @@ def cohort_retention(rfm_features: pd.DataFrame, database: PostgresResource):
             "cohorts": int(cohorts["cohort_month"].nunique()),
             "cohort_heatmap": image(to_png(cohort_heatmap_figure(cohorts)), "cohort retention"),
             "retention_curve": image(to_png(cohort_curve_figure(cohorts)), "average curve"),
-            "dagster/column_schema": COHORT_COLUMNS,
         },
     )
 

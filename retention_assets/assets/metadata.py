@@ -82,11 +82,11 @@ CLV_FORECAST_COLUMNS = _schema(
     ("frequency_repeat", "bigint", "x: purchase days after the first (a day counts once)."),
     ("t_x", "double precision", "Weeks from the first to the last purchase day."),
     ("T", "double precision", "Weeks from the first purchase day to as_of."),
-    ("avg_repeat_spend", "double precision", "Mean spend of the repeat purchase days."),
+    ("avg_repeat_spend", "numeric", "Mean spend of the repeat purchase days."),
     ("p_alive", "double precision", "BG/NBD probability the customer is still active."),
     ("expected_purchases", "double precision", "Purchase days expected in horizon_weeks."),
-    ("expected_avg_spend", "double precision", "Gamma-Gamma expected spend per purchase day."),
-    ("predicted_clv", "double precision", "expected_purchases x expected_avg_spend."),
+    ("expected_avg_spend", "numeric", "Gamma-Gamma expected spend per purchase day."),
+    ("predicted_clv", "numeric", "expected_purchases x expected_avg_spend."),
     (
         "discounted_clv",
         "double precision",
@@ -102,7 +102,7 @@ CLV_HOLDOUT_COLUMNS = _schema(
 
 COHORT_COLUMNS = _schema(
     ("cohort_month", "date", "First day of the month the cohort's customers signed up in."),
-    ("months_since_signup", "integer", "k: the calendar month signup month + k."),
+    ("months_since_signup", "bigint", "k: the calendar month signup month + k."),
     ("cohort_size", "bigint", "Customers who signed up in cohort_month (by as_of)."),
     ("active_customers", "bigint", "Of those, customers with a check-in in month k."),
     ("active_share", "double precision", "active_customers / cohort_size."),
