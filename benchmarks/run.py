@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/run.py --tier M        # S: 2k, M: 100k, L: 1M customers
     .venv/bin/python benchmarks/run.py --tier S --id-shapes padded int uuid
     .venv/bin/python benchmarks/run.py --tier M --scenario drops --id-shape int
+    .venv/bin/python benchmarks/run.py --tier M --scenario history --id-shape int
 
 Generates (or reuses) the tier's data in each id shape asked for (padded C0000001, int 1..N,
 uuid), as real exports differ and sorted padded ids hide costs. --scenario full (default) runs
@@ -10,7 +11,15 @@ the four alternately, --reps times each, and prints a table (wall time, peak RSS
 tree, rows/s, per-asset times, the ratios of the issue's targets); the same figures go to
 benchmarks/out/<tier>[-<shape>].json. --scenario drops loads the history without its last day,
 then times `retention-assets run` as that day's drop arrives, is replaced by a changed copy and
-is removed (see drops.py), to benchmarks/out/<tier>[-<shape>]-drops.json.
+is removed (see drops.py), to benchmarks/out/<tier>[-<shape>]-drops.json. --scenario history
+loads the data into a fresh database with one `retention-assets run` (its wall and peak RSS
+reported too), then times `retention-assets run --history 3` (this script's --history N for
+another N: N analytics runs, one per monthly snapshot, nothing to load) and prints, per step,
+the time of each snapshot, their median and the full build's, each run's wall and peak RSS
+(does memory grow with the history kept?), the rows of cohort_retention, rfm_history and
+segment_migration, and the parts of the history assets timed apart (SQL, upsert, pandas,
+figures; see history.py); the same figures go to benchmarks/out/<tier>[-<shape>]-history.json,
+and the database is dropped.
 """
 
 import argparse
@@ -27,6 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import drops
+import history
 import psutil
 import psycopg2
 from sqlalchemy.engine import make_url
@@ -56,33 +66,52 @@ CREATE TABLE attendance (attendance_id text, customer_id text, check_in timestam
 FLOOR_COPY = "\\copy {table} FROM '{path}' WITH (FORMAT csv, HEADER)\n"
 
 
-def measure(cmd: list[str], env: dict[str, str] | None = None) -> dict:
-    """Wall time, peak RSS summed over the process tree (sampled every 50 ms) and stdout."""
+def measure(cmd: list[str], env: dict[str, str] | None = None, timeline: bool = False) -> dict:
+    """Wall time, peak RSS summed over the process tree (sampled every 50 ms) and stdout.
+    `timeline`: also "lines", each stdout line with the seconds since the start it was read
+    at, and "rss_samples", (seconds, MB) of every sample, for runs to be told apart."""
     started = time.perf_counter()
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT
     )
     peak, done = [0], threading.Event()
+    samples: list[tuple[float, float]] = []
 
     def sample() -> None:
         root = psutil.Process(proc.pid)
         while not done.is_set():
             try:
                 tree = [root, *root.children(recursive=True)]
-                peak[0] = max(peak[0], sum(p.memory_info().rss for p in tree))
+                rss = sum(p.memory_info().rss for p in tree)
+                peak[0] = max(peak[0], rss)
+                if timeline:
+                    samples.append((time.perf_counter() - started, rss / 2**20))
             except psutil.Error:
                 pass
             done.wait(0.05)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    stdout, stderr = proc.communicate()
+    lines: list[tuple[float, str]] = []
+    if timeline:  # read stdout as it comes; stderr in a thread, so neither pipe fills up
+        errors: list[str] = []
+        reader = threading.Thread(target=lambda: errors.append(proc.stderr.read()), daemon=True)
+        reader.start()
+        lines = [(time.perf_counter() - started, line) for line in proc.stdout]
+        proc.wait()
+        reader.join()
+        stdout, stderr = "".join(line for _, line in lines), "".join(errors)
+    else:
+        stdout, stderr = proc.communicate()
     wall = time.perf_counter() - started
     done.set()
     sampler.join()
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{stdout[-3000:]}\n{stderr[-3000:]}")
-    return {"wall": wall, "peak_rss_mb": peak[0] / 2**20, "stdout": stdout}
+    result = {"wall": wall, "peak_rss_mb": peak[0] / 2**20, "stdout": stdout}
+    if timeline:
+        result |= {"lines": lines, "rss_samples": samples}
+    return result
 
 
 def stem(tier: str, shape: str) -> str:
@@ -155,14 +184,19 @@ def run_floor(data: Path, url: str, files: dict[str, Path] | None = None) -> dic
         os.unlink(f.name)
 
 
-def run_graph(data: Path, url: str) -> dict:
+def run_graph(
+    data: Path, url: str, extra: tuple[str, ...] = (), schema: str = GRAPH_SCHEMA, **kw: bool
+) -> dict:
     """`retention-assets run` on `data`: it loads only the files new or changed since the
     last run into `url` (all of them into an empty schema). A step that runs more than once
-    (one run per range of drop files) counts with its total time; `plan` is what `run` said
-    it would do ("1 file(s) to load, 0 to remove"), to show a scenario did what it meant."""
-    env = os.environ | {"DATABASE_URL": url, "RETENTION_DB_SCHEMA": GRAPH_SCHEMA}
+    (one run per range of drop files, or per --history snapshot) counts with its total time;
+    `plan` is what `run` said it would do ("1 file(s) to load, 0 to remove"), to show a
+    scenario did what it meant. `extra`: further options of `run`; `kw`: to measure()."""
+    env = os.environ | {"DATABASE_URL": url, "RETENTION_DB_SCHEMA": schema}
     env.pop("DAGSTER_HOME", None)
-    result = measure([str(BIN / "retention-assets"), "run", "--data-dir", str(data)], env)
+    result = measure(
+        [str(BIN / "retention-assets"), "run", "--data-dir", str(data), *extra], env, **kw
+    )
     steps: dict[str, float] = {}
     for line in result["stdout"].splitlines():
         parts = line.split()
@@ -226,7 +260,14 @@ def main() -> None:
         default=["padded"],
         help="id shape(s) of the generated data, each benchmarked in turn (default: padded)",
     )
-    parser.add_argument("--scenario", choices=["full", "drops"], default="full")
+    parser.add_argument("--scenario", choices=["full", "drops", "history"], default="full")
+    parser.add_argument(
+        "--history",
+        type=int,
+        default=HISTORY_SNAPSHOTS,
+        metavar="N",
+        help=f"history only: the snapshots of the timed run (default {HISTORY_SNAPSHOTS})",
+    )
     parser.add_argument(
         "--only", nargs="*", choices=["naive", "floor", "graph", "analytics"], help="full only"
     )
@@ -244,8 +285,10 @@ def main() -> None:
         data, rows = prepare_data(args.tier, shape)
         if args.scenario == "full":
             bench_full(args.tier, shape, data, rows, args)
-        else:
+        elif args.scenario == "drops":
             bench_drops(args.tier, shape, data, args)
+        else:
+            bench_history(args.tier, shape, data, rows, args)
 
 
 def bench_full(tier: str, shape: str, data: Path, rows: int, args: argparse.Namespace) -> None:
@@ -435,6 +478,115 @@ def print_table(title: str, rows: int, results: dict[str, list[dict]], report: d
             continue
         verdict = "ok" if value <= goal else "MISSED"
         print(f"{label:<38} {value:7.2f} {goal:6.2f}  {verdict}")
+
+
+HISTORY_SNAPSHOTS = 3
+HISTORY_DB = "retention_bench_history"
+
+
+def bench_history(tier: str, shape: str, data: Path, rows: int, args: argparse.Namespace) -> None:
+    """On a fresh database: load the tier with one `retention-assets run` (the full build: the
+    loads and one analytics run), then time `run --history N` (N analytics runs, one per
+    monthly snapshot, nothing to load), split per snapshot (step times, wall and peak RSS of
+    each run's window), with the history tables' sizes and the parts of the history assets
+    timed apart (history.breakdown). The database is dropped at the end."""
+    url = fresh_database(args.admin_url, HISTORY_DB)
+    try:
+        full = run_graph(data, url, timeline=True)
+        print(
+            f"full build        {full['wall']:7.1f} s  {full['peak_rss_mb']:7.0f} MB  "
+            f"{full.get('plan', '')}",
+            flush=True,
+        )
+        timed = run_graph(data, url, ("--history", str(args.history)), timeline=True)
+        print(
+            f"run --history {args.history:<3} {timed['wall']:7.1f} s  "
+            f"{timed['peak_rss_mb']:7.0f} MB  {timed.get('plan', '')}",
+            flush=True,
+        )
+        sizes = history.table_sizes(url, GRAPH_SCHEMA)
+        parts = history.breakdown(url, GRAPH_SCHEMA)
+    finally:
+        _execute(args.admin_url, f'DROP DATABASE IF EXISTS "{HISTORY_DB}" WITH (FORCE)')
+    runs = history.split_runs(timed["lines"])
+    if len(runs) != args.history:
+        raise RuntimeError(f"expected {args.history} analytics runs, found {len(runs)}")
+    for run, peak, start in zip(
+        runs,
+        history.window_peaks(timed["rss_samples"], runs),
+        [0.0, *(r["ended_at"] for r in runs)],
+        strict=False,
+    ):
+        run["peak_rss_mb"], run["wall"] = peak, run["ended_at"] - start
+    report = {
+        "tier": tier,
+        "id_shape": shape,
+        "rows": rows,
+        "snapshots": args.history,
+        "full_build": _history_run(full),
+        "history_run": _history_run(timed) | {"runs": runs},
+        "steps": {
+            step: {
+                "per_snapshot": [r["steps"].get(step) for r in runs],
+                "median": _median_or_none([r["steps"].get(step) for r in runs]),
+                "full_build": full["phases"].get(step),
+            }
+            for step in _step_order([*full["phases"], *timed["phases"]])
+        },
+        "tables": sizes,
+        "breakdown": parts,
+    }
+    (OUT / f"{stem(tier, shape)}-history.json").write_text(json.dumps(report, indent=2))
+    print_history_table(f"{tier} ({shape} ids)", report)
+
+
+def _median_or_none(values: list[float | None]) -> float | None:
+    """The median of the values given (None: the step did not run), None if none was."""
+    present = [v for v in values if v is not None]
+    return median(present) if present else None
+
+
+def _history_run(result: dict) -> dict:
+    return {key: result.get(key) for key in ("wall", "peak_rss_mb", "plan", "phases")}
+
+
+def _step_order(steps: list[str]) -> list[str]:
+    """history.STEP_ORDER's steps first, then the others (the loads) in order of appearance."""
+    present = dict.fromkeys(steps)
+    return [s for s in history.STEP_ORDER if s in present] + [
+        s for s in present if s not in history.STEP_ORDER
+    ]
+
+
+def print_history_table(title: str, report: dict) -> None:
+    timed, full = report["history_run"], report["full_build"]
+    n = report["snapshots"]
+    print(
+        f"\ntier {title}: {report['rows']:,} input rows; full build {full['wall']:.1f} s, "
+        f"{full['peak_rss_mb']:.0f} MB; `run --history {n}` {timed['wall']:.1f} s, "
+        f"{timed['peak_rss_mb']:.0f} MB peak RSS"
+    )
+    runs = timed["runs"]
+    head = "".join(f"{r['as_of'] or '?':>11}" for r in runs)
+    print(f"{'step (s)':<19}{head} {'median':>7} {'full build':>11}")
+
+    def cell(value: float | None, width: int) -> str:
+        return f"{value:{width}.1f}" if value is not None else f"{'-':>{width}}"
+
+    for step, times in report["steps"].items():
+        cells = "".join(cell(t, 11) for t in times["per_snapshot"])
+        print(f"{step:<19}{cells} {cell(times['median'], 7)} {cell(times['full_build'], 11)}")
+    print(f"{'run wall':<19}" + "".join(f"{r['wall']:11.1f}" for r in runs))
+    print(f"{'run peak RSS MB':<19}" + "".join(f"{r['peak_rss_mb']:11.0f}" for r in runs))
+    print("(rfm_history's step writes the slice to staging; its upsert runs in `snapshot`)")
+    print(f"\n{'table':<19} {'rows':>12} {'snapshots':>10} {'MB':>8}")
+    for table, size in report["tables"].items():
+        snapshots = size["snapshots"] if size["snapshots"] is not None else "-"
+        print(f"{table:<19} {size['rows']:12,} {snapshots:>10} {size['mb']:8.1f}")
+    parts = report["breakdown"]
+    print(f"\nparts for {parts['as_of']} ({parts['rfm_rows']:,} rfm rows), best of 2, s")
+    for name, seconds in parts["seconds"].items():
+        print(f"  {name:<42} {seconds:7.2f}")
 
 
 if __name__ == "__main__":
