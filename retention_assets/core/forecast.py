@@ -33,6 +33,7 @@ import pandas as pd
 from .btyd import (
     BgNbdFit,
     GammaGammaFit,
+    distinct_rows,
     expected_avg_spend,
     expected_purchases,
     fit_bgnbd,
@@ -264,8 +265,7 @@ def clv_forecast(
         )
     x, t_x, T, spend = _summary_arrays(summary)
     # The BG/NBD figures depend on (x, t_x, T) only: compute them once per distinct row.
-    rows, inverse = np.unique(np.column_stack([x, t_x, T]), axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1)
+    rows, _, inverse = distinct_rows(np.column_stack([x, t_x, T]))
     ux, utx, uT = rows.T
     unit = model.time_unit_days
     alive = p_alive(model.bgnbd, ux, utx, uT)[inverse]
