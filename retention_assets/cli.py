@@ -272,8 +272,9 @@ def _run(args: argparse.Namespace) -> int:
     summary = results[-1].asset_materializations_for_node("retention")[0].metadata["summary"]
     print(summary.value)
     print(f"Done in {elapsed:.1f} s. Tables are in {database.describe()}:")
+    published = results[-1].asset_materializations_for_node("snapshot")[0].metadata["published"]
     print("  customers, packages, transactions, attendance, rejected_rows, loaded_files,")
-    print("  rfm_features, rfm, clv, retention, rfm_model (the fitted segmentation model)")
+    print(f"  {', '.join(published.value)} (rfm_model, clv_model: the fitted models)")
     command = sys.argv[0] if sys.argv[0].endswith("retention-assets") else "retention-assets"
     print(f"Look at them with: {command} psql")
     return 0

@@ -28,6 +28,7 @@ def test_run_prints_progress_the_rate_and_where_the_tables_are(env, capsys):
     assert "check segment_counts: passed" in out
     assert "Retention rate: 66.67% (4 of 12 customers churned, as of 2024-06-30)" in out
     assert f"(schema {env})" in out and "***" not in out
+    assert "clv_forecast, clv_holdout, clv_model, cohort_retention, retention, rfm" in out
 
 
 def test_run_fails_with_a_non_zero_exit_on_bad_data(env, tmp_path, capsys):
