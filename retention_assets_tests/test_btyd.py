@@ -221,6 +221,17 @@ def test_expected_purchases_where_the_closed_form_fails():
     assert expected_purchases(params, 52, x, t_x, T) == pytest.approx(limit, rel=1e-6)
 
 
+@pytest.mark.parametrize(("a", "b"), [(2e6, 3e6), (1e10, 4.4e11), (5e7, 1e6)])
+def test_narrow_beta_rule_matches_the_general_quadrature(a, b):
+    """Both Beta shapes huge (a degenerate fit): three Gauss-Hermite nodes stand in for the
+    tanh-sinh rule over the Beta quantiles, to the digits the forecast keeps."""
+    k = np.array([0.5, 4.4, 40.0, 400.0])
+    big_b = b + np.array([0.0, 3.0, 12.0, 36.0])
+    c = np.array([0.1, 1.3, 0.6, 5.0])
+    general = btyd._expected_by_quadrature(a, k, big_b, c)
+    assert btyd._expected_narrow_beta(a, k, big_b, c) == pytest.approx(general, rel=1e-9)
+
+
 # --- regular payments: degenerate fits --------------------------------------------------------
 
 
