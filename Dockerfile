@@ -23,6 +23,8 @@ RUN pip install . \
 # The instance (PostgreSQL storage, run queue) and the workspace that points at user_code:4000.
 COPY deploy/dagster.yaml ${DAGSTER_HOME}/dagster.yaml
 COPY deploy/workspace.yaml /opt/dagster/app/workspace.yaml
+# The Celery workers' config (broker and backend from the environment), for `celery_worker`.
+COPY deploy/celery.yaml /opt/dagster/app/celery.yaml
 
 USER dagster
 EXPOSE 4000

@@ -6,6 +6,7 @@ import dagster as dg
 
 from .assets import ALL_ASSETS
 from .data_folder import DataFolder
+from .executors import build_executor
 from .io_managers import PostgresPandasIOManager, PostgresPickleIOManager
 from .jobs import JOBS
 from .resources import PostgresResource
@@ -29,13 +30,12 @@ def build_resources(settings: Settings, database_url: str | None = None) -> dict
 def build_definitions(
     settings: Settings, loggers: dict[str, dg.LoggerDefinition] | None = None
 ) -> dg.Definitions:
-    # In-process: each step in its own process re-imports pandas + sklearn (~5 s a step here).
     return dg.Definitions(
         assets=ALL_ASSETS,
         jobs=JOBS,
         resources=build_resources(settings),
         sensors=[csv_drops_sensor(settings.sensor_interval_seconds)],
-        executor=dg.in_process_executor,
+        executor=build_executor(settings),
         loggers=loggers,
     )
 

@@ -3,11 +3,12 @@ the load jobs of the folder's new / changed / removed files, then the analytics 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 
 from retention_assets.assets import ALL_ASSETS
 from retention_assets.definitions import build_resources
@@ -16,6 +17,7 @@ from retention_assets.jobs import JOBS, execute_plan
 from retention_assets.settings import Settings
 from retention_assets.storage import slices
 from retention_assets.storage.database import connect
+from retention_assets.storage.tables import read_table
 
 # What one analytics run materializes: loaded_files and everything after it.
 ANALYTICS = frozenset(
@@ -118,3 +120,16 @@ def materialize(
     finally:
         conn.close()
     return GraphRun(execute_plan(defs, instance, plan, run_config), defs, instance)
+
+
+def stored_rows(conn, schema: str, tables: Iterable[str]) -> dict[str, pd.DataFrame]:
+    """Each table's rows, columns and rows sorted, without what differs between two runs on the
+    same data (run_id, the retention row's computed_at): equal frames, equal stored content."""
+    out = {}
+    for name in tables:
+        frame = read_table(conn, schema, name).drop(
+            columns=["computed_at", "run_id"], errors="ignore"
+        )
+        frame = frame[sorted(frame.columns)]
+        out[name] = frame.sort_values(list(frame.columns), ignore_index=True)
+    return out

@@ -13,24 +13,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from retention_assets.core.sources import SOURCES
-from retention_assets.storage.tables import read_table
 
-from .graph_helpers import materialize
+from .graph_helpers import materialize, stored_rows
 from .hand_fixture import HAND_DIR
 
 DERIVED = ("rfm_features", "rfm", "clv", "retention")
 TABLES = (*SOURCES, *DERIVED)
-
-
-def _state(conn, schema: str) -> dict[str, pd.DataFrame]:
-    out = {}
-    for name in TABLES:
-        frame = read_table(conn, schema, name).drop(
-            columns=["computed_at", "run_id"], errors="ignore"
-        )
-        frame = frame[sorted(frame.columns)]
-        out[name] = frame.sort_values(list(frame.columns), ignore_index=True)
-    return out
 
 
 def _same(a: pd.DataFrame, b: pd.DataFrame) -> bool:
@@ -59,7 +47,7 @@ def test_a_corrupted_export_gives_old_or_rebuilt_tables(
     live, rebuilt = f"co_{uuid.uuid4().hex[:8]}", f"cr_{uuid.uuid4().hex[:8]}"
     try:
         assert materialize(folder, database_url, live).success
-        before = _state(conn, live)
+        before = stored_rows(conn, live, TABLES)
 
         path = folder / victim
         data = bytearray(path.read_bytes())
@@ -69,7 +57,7 @@ def test_a_corrupted_export_gives_old_or_rebuilt_tables(
         os.utime(path, ns=(10**18, 10**18))  # a change, whatever the clock
 
         run = materialize(folder, database_url, live)
-        after = _state(conn, live)
+        after = stored_rows(conn, live, TABLES)
         if not run.success:
             messages = run.failure_messages() + [
                 e.description or "" for e in run.get_asset_check_evaluations() if not e.passed
@@ -78,7 +66,7 @@ def test_a_corrupted_export_gives_old_or_rebuilt_tables(
             assert not any("Traceback" in m for m in messages)
         fresh = materialize(folder, database_url, rebuilt)
         if fresh.success:
-            expected = _state(conn, rebuilt)
+            expected = stored_rows(conn, rebuilt, TABLES)
             for name in TABLES:
                 assert _same(after[name], before[name]) or _same(after[name], expected[name]), name
             if run.success:

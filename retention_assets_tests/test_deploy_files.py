@@ -27,6 +27,7 @@ COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 DEPLOY = REPO_ROOT / "deploy"
 DAGSTER_SERVICES = ("user_code", "webserver", "daemon")
+CELERY_SERVICES = ("rabbitmq", "celery_worker")  # profile `celery`: only when asked for
 MODULE = "retention_assets.definitions"
 
 
@@ -143,12 +144,29 @@ def test_compose_resolves_the_database_url_for_the_code(tmp_path):
         assert resolved["services"][name]["environment"]["DAGSTER_POSTGRES_PASSWORD"] == "s3cret"
 
 
+def test_compose_celery_profile_resolves_the_broker_for_the_worker(tmp_path):
+    plain = run_compose(tmp_path, "config", "--format", "json", POSTGRES_PASSWORD="s3cret")
+    assert plain.returncode == 0, plain.stderr
+    resolved = yaml.safe_load(plain.stdout)
+    assert not set(CELERY_SERVICES) & set(resolved["services"])  # opt-in
+    assert resolved["services"]["user_code"]["environment"]["RETENTION_EXECUTOR"] == "in_process"
+    for password, expected in ({}, "s3cret"), ({"RABBITMQ_PASSWORD": "b0ker"}, "b0ker"):
+        args = ("--profile", "celery", "config", "--format", "json")
+        result = run_compose(tmp_path, *args, POSTGRES_PASSWORD="s3cret", **password)
+        assert result.returncode == 0, result.stderr
+        services = yaml.safe_load(result.stdout)["services"]
+        assert services["rabbitmq"]["environment"]["RABBITMQ_DEFAULT_PASS"] == expected
+        for name in ("user_code", "celery_worker"):
+            env = services[name]["environment"]
+            assert env["RETENTION_CELERY_BROKER"] == f"pyamqp://dagster:{expected}@rabbitmq:5672//"
+
+
 # ---------------------------------------------------------------------------------------------
 # docker-compose.yml, structurally
 
 
-def test_compose_has_the_four_services(services):
-    assert set(services) == {"postgres", *DAGSTER_SERVICES}
+def test_compose_has_the_six_services(services):
+    assert set(services) == {"postgres", *DAGSTER_SERVICES, *CELERY_SERVICES}
     assert services["postgres"]["image"] == "postgres:16"
     for name in DAGSTER_SERVICES:
         assert services[name]["build"]["dockerfile"] == "Dockerfile", name
@@ -198,6 +216,40 @@ def test_code_server_gets_the_data_folder_and_the_database(services):
     assert env["DATABASE_URL"].startswith("postgresql+psycopg2://")
     assert "@postgres:5432/" in env["DATABASE_URL"]  # the compose service, not localhost
     assert env["RETENTION_DB_SCHEMA"]
+
+
+def test_celery_worker_runs_the_code_server_s_steps_with_its_settings(services, dockerfile):
+    worker, user_code = services["celery_worker"], services["user_code"]
+    for name in CELERY_SERVICES:
+        assert services[name]["profiles"] == ["celery"], name
+    command = worker["command"]
+    assert command[:3] == ["dagster-celery", "worker", "start"]
+    assert option(command, "-A") == "dagster_celery.app"
+    assert option(command, "-y") == dockerfile["copy"]["deploy/celery.yaml"]
+    # Steps run here: the same environment, data folder and compute-log volume as user_code.
+    assert worker["environment"] == user_code["environment"]
+    assert worker["volumes"] == user_code["volumes"]
+    assert worker["depends_on"] == {
+        "postgres": {"condition": "service_healthy"},
+        "rabbitmq": {"condition": "service_healthy"},
+    }
+    assert "rabbitmq-diagnostics" in services["rabbitmq"]["healthcheck"]["test"]
+
+
+def test_celery_worker_config_reads_the_executor_s_settings(monkeypatch):
+    from dagster_celery.cli import get_validated_config
+
+    from retention_assets.settings import CELERY_BACKEND, CELERY_BROKER
+
+    monkeypatch.setenv(CELERY_BROKER, "pyamqp://u:p@broker:5672//")
+    monkeypatch.setenv(CELERY_BACKEND, "rpc://")
+    config = get_validated_config(str(DEPLOY / "celery.yaml"))  # what `worker start -y` reads
+    assert config["broker"] == "pyamqp://u:p@broker:5672//"
+    assert config["backend"] == "rpc://"
+    # A task whose worker dies is handed to another worker, not lost with it.
+    assert config["config_source"]["task_acks_late"] is True
+    # A worker checks its settings as it starts (see test_celery.py).
+    assert config["config_source"]["imports"] == ["retention_assets.celery_worker"]
 
 
 def test_every_dagster_service_reaches_the_instance_database(services):

@@ -19,16 +19,9 @@ artifacts/e2e_daemon/summary.txt; the browser test takes the screenshots.
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
 import socket
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -36,15 +29,13 @@ from typing import Any
 import pytest
 import requests
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
-from dotenv import dotenv_values
-from sqlalchemy.engine import make_url
 
 from retention_assets.generate import generate_dataset
 
 from .graph_helpers import ANALYTICS
+from .services import BIN, REPO_ROOT, Service, instance_environment, running_services, start
+from .services import wait_for as poll
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent  # the venv running pytest (.venv/bin with `make test`)
 SUMMARY = REPO_ROOT / "artifacts" / "e2e_daemon" / "summary.txt"
 LOCATION = "retention_assets"  # location_name in workspace.yaml (and deploy/workspace.yaml)
 REPOSITORY = "__repository__"  # the repository a Definitions object becomes
@@ -78,78 +69,21 @@ pytestmark = [
 
 
 # ---------------------------------------------------------------------------------------------
-# Processes
-
-
-@dataclass
-class Service:
-    name: str
-    proc: subprocess.Popen
-    log: Path
-
-    def tail(self, lines: int = 150) -> str:
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-
-def _restore_signals() -> None:
-    # A shell that starts pytest in the background makes SIGINT ignored, and ignored signals
-    # are inherited: Dagster's CLIs would then never stop on SIGINT/SIGTERM.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-def start(name: str, args: list[str], env: dict[str, str], logs: Path) -> Service:
-    log = logs / f"{name}.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            args,
-            cwd=REPO_ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: code servers and runs go with it
-            preexec_fn=_restore_signals,
-        )
-    return Service(name, proc, log)
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def stop(services: list[Service], timeout: float = 20.0) -> None:
-    """SIGTERM every process group, then SIGKILL whatever is left after `timeout`."""
-    started = time.monotonic()
-    for service in services:
-        if _group_alive(service.proc.pid):
-            os.killpg(service.proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    for service in services:
-        while _group_alive(service.proc.pid) and time.monotonic() < deadline:
-            service.proc.poll()  # reap the leader, or the group never looks empty
-            time.sleep(0.2)
-        if _group_alive(service.proc.pid):
-            print(f"{service.name}: still running {timeout:.0f} s after SIGTERM, sending SIGKILL")
-            os.killpg(service.proc.pid, signal.SIGKILL)
-        try:
-            service.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            print(f"{service.name}: pid {service.proc.pid} did not exit after SIGKILL")
-    print(f"stopped {', '.join(s.name for s in services)} in {time.monotonic() - started:.1f} s")
+# Processes (see services.py)
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# GraphQL
+
+
+class GraphQLError(RuntimeError):
+    pass
 
 
 def wait_for(
@@ -159,31 +93,9 @@ def wait_for(
     services: list[Service],
     interval: float = 0.5,
 ) -> Any:
-    """Poll `probe` until it returns something truthy; fail early if a service died."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        for service in services:
-            if service.proc.poll() is not None:
-                pytest.fail(f"{service.name} exited ({service.proc.returncode}) while {what}")
-        try:
-            result = probe()
-        except (requests.RequestException, GraphQLError, DagsterGraphQLClientError) as exc:
-            last_error, result = exc, None
-        if result:
-            return result
-        time.sleep(interval)
-    pytest.fail(
-        f"timed out after {timeout:.0f} s {what}" + (f": {last_error}" if last_error else "")
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# GraphQL
-
-
-class GraphQLError(RuntimeError):
-    pass
+    """services.wait_for, an unanswered or failed query counting as not yet."""
+    transient = (requests.RequestException, GraphQLError, DagsterGraphQLClientError)
+    return poll(what, probe, timeout, services, interval, retry_on=transient)
 
 
 RUN_FIELDS = "runId jobName status startTime endTime tags { key value }"
@@ -335,58 +247,12 @@ class Dagster:
 @pytest.fixture
 def environment(tmp_path: Path, database_url: str) -> dict[str, str]:
     """DAGSTER_HOME on deploy/dagster.yaml, a generated data folder, the test database."""
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(REPO_ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
     data = tmp_path / "data"
     rows = generate_dataset(data, customers=200, seed=1)
     assert rows["customers.csv"] == 200
-    url = make_url(database_url)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "RETENTION_"))}
-    env.update(
-        DAGSTER_HOME=str(home),
-        DAGSTER_POSTGRES_USER=url.username or "postgres",
-        # deploy/dagster.yaml reads a password from the environment; trust auth ignores it.
-        DAGSTER_POSTGRES_PASSWORD=url.password or "unused",
-        # No host: the embedded server's URL names its socket folder as ?host=, which the
-        # host:port URL dagster-postgres builds cannot carry; libpq's PGHOST (below) can.
-        DAGSTER_POSTGRES_HOST=url.host or ("" if "host" in url.query else "127.0.0.1"),
-        DAGSTER_POSTGRES_PORT=str(url.port or 5432),
-        DAGSTER_POSTGRES_DB=url.database,
-        DATABASE_URL=database_url,
-        RETENTION_DATA_DIR=str(data),
-        RETENTION_DB_SCHEMA=SCHEMA,
-        RETENTION_SETTLE_SECONDS="1",
-        RETENTION_SENSOR_INTERVAL="2",
-        PYTHONUNBUFFERED="1",
-    )
-    if not url.host and "host" in url.query:
-        env["PGHOST"] = url.query["host"]
-    # The Dagster CLIs load .env from their working directory *over* the environment, so a
-    # developer's .env (DATABASE_URL is documented there) would send this test's tables and runs
-    # to their own database.
-    overridden = sorted(set(dotenv_values(REPO_ROOT / ".env")) & set(env))
-    if overridden:
-        pytest.skip(
-            f"{REPO_ROOT / '.env'} sets {', '.join(overridden)}, which dagster-webserver "
-            "and dagster-daemon would apply over the test's settings"
-        )
+    env = instance_environment(tmp_path / "dagster_home", database_url, data, SCHEMA)
+    env.update(RETENTION_SETTLE_SECONDS="1", RETENTION_SENSOR_INTERVAL="2")
     return env
-
-
-@contextmanager
-def running_services() -> Iterator[list[Service]]:
-    """Services started inside the block; stopped on the way out, logs printed on failure."""
-    running: list[Service] = []
-    try:
-        yield running
-    except BaseException:
-        for service in running:
-            print(f"\n===== {service.name}: last lines of {service.log} =====")
-            print(service.tail())
-        raise
-    finally:
-        stop(running)
 
 
 def count(conn, table: str) -> int:

@@ -371,6 +371,7 @@ def test_report_and_psql_name_an_unreachable_database(
         ("RETENTION_SENSOR_INTERVAL", "-15", "a whole number of seconds >= 1"),
         ("RETENTION_SENSOR_INTERVAL", "1.5", "a whole number of seconds >= 1"),
         ("RETENTION_DB_SCHEMA", "s" * 64, "a schema name of at most 63 bytes"),
+        ("RETENTION_EXECUTOR", "dask", "in_process or celery"),
     ],
 )
 def test_bad_settings_name_the_variable_the_value_and_what_is_expected(

@@ -25,6 +25,7 @@ from sqlalchemy.exc import ArgumentError
 
 __all__ = [
     "DatabaseUnavailable",
+    "configured_database_url",
     "connect",
     "connect_kwargs",
     "embedded_server",
@@ -118,17 +119,19 @@ def resolve_database_url(
     explicit: str | None = None, pgdata: str | Path = ".retention/pgdata"
 ) -> str:
     """Pick the database URL; start (or join) the embedded server only if none is configured."""
-    if explicit:
-        return normalise_url(explicit)
+    configured = explicit or configured_database_url()
+    return normalise_url(configured) if configured else _embedded_url(Path(pgdata))
+
+
+def configured_database_url() -> str | None:
+    """``DATABASE_URL`` from the environment, else from ``./.env``; None if neither sets it."""
     from_env = os.environ.get("DATABASE_URL")
     if from_env:
-        return normalise_url(from_env)
+        return from_env
     dotenv_path = Path.cwd() / ".env"
     if dotenv_path.is_file():
-        from_file = dotenv_values(dotenv_path).get("DATABASE_URL")
-        if from_file:
-            return normalise_url(from_file)
-    return _embedded_url(Path(pgdata))
+        return dotenv_values(dotenv_path).get("DATABASE_URL") or None
+    return None
 
 
 def embedded_server(pgdata: str | Path) -> Any:
