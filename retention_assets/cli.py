@@ -264,7 +264,7 @@ def _run(args: argparse.Namespace) -> int:
         results = execute_loads(defs, inst, plan, loggers)
         if not results or results[-1].success:
             configs = [run_config(args, day) for day in _snapshot_dates(args, database)]
-            results += execute_analytics(defs, inst, configs, loggers)
+            results.append(execute_analytics(defs, inst, configs, loggers))
     elapsed = time.perf_counter() - started
     if not results[-1].success:
         print(f"Run failed after {elapsed:.1f} s (see the messages above).", file=sys.stderr)

@@ -74,8 +74,18 @@ class _RunCache:
     def get(self, run_id: str, schema: str, table: str) -> pd.DataFrame | None:
         return self.frames.get((schema, table)) if run_id == self.run_id else None
 
+    def release(self) -> None:
+        self.run_id, self.frames = None, {}
+
 
 _RUN_CACHE = _RunCache()
+
+
+def release_run_frames() -> None:
+    """Drop the frames kept for the run that just ended: a process that runs one job after
+    another (`retention-assets run --history N`) would otherwise carry one run's per-customer
+    frames into the next run's peak."""
+    _RUN_CACHE.release()
 
 
 def table_metadata(

@@ -11,6 +11,7 @@ import dagster as dg
 from .assets.sources import PARTITIONS, loaded_files
 from .core.sources import SOURCES
 from .ingest.plan import DropPlan
+from .io_managers import release_run_frames
 
 ANALYTICS_JOB = "analytics"
 RANGE_START, RANGE_END = (
@@ -100,7 +101,7 @@ def execute_plan(
     results = execute_loads(defs, instance, plan, loggers_config)
     if results and not results[-1].success:
         return results
-    return results + execute_analytics(defs, instance, [run_config or {}], loggers_config)
+    return [*results, execute_analytics(defs, instance, [run_config or {}], loggers_config)]
 
 
 def execute_loads(
@@ -127,19 +128,24 @@ def execute_analytics(
     instance: dg.DagsterInstance,
     run_configs: Sequence[dict],
     loggers_config: dict | None = None,
-) -> list[dg.ExecuteInProcessResult]:
+) -> dg.ExecuteInProcessResult:
     """One analytics run per run config (e.g. one per as_of, oldest first, so each snapshot's
-    segment_migration compares with the one before), up to the first that fails."""
+    segment_migration compares with the one before), up to the first that fails; returns the
+    last run's result. Earlier results are let go as the next run starts: each holds every
+    output of its run (the per-customer frames), which would pile up over a long history."""
     analytics = defs.resolve_job_def(ANALYTICS_JOB)
-    results = []
+    result = None
     for config in run_configs:
+        result = None  # before the next run starts, not after it ends
         result = analytics.execute_in_process(
             instance=instance, run_config=config | _logging(loggers_config), raise_on_error=False
         )
-        results.append(result)
+        release_run_frames()
         if not result.success:
             break
-    return results
+    if result is None:
+        raise ValueError("execute_analytics: no run config given")
+    return result
 
 
 def _logging(loggers_config: dict | None) -> dict:

@@ -2,13 +2,18 @@
 compares with the snapshot before, and `run --history N` builds N monthly snapshots."""
 
 import datetime as dt
+import gc
 import uuid
+import weakref
 from contextlib import closing
 
+import dagster as dg
 import pandas as pd
 import pytest
 
+from retention_assets import io_managers
 from retention_assets.cli import main
+from retention_assets.jobs import ANALYTICS_JOB
 from retention_assets.storage.database import connect
 from retention_assets.storage.tables import read_table
 
@@ -105,6 +110,32 @@ def test_run_history_builds_monthly_snapshots_oldest_first(database_url, monkeyp
     assert sorted(history["as_of"].astype(str).unique()) == expected
     assert (migration["previous_as_of"].astype(str) == "2024-05-31").all()
     assert "Retention rate:" in capsys.readouterr().out
+
+
+def test_run_history_lets_go_of_each_run_before_the_next(database_url, monkeypatch):
+    """A run's result holds every output of the run (the per-customer frames), and the IO
+    manager keeps the frames it wrote: over a long history neither may pile up."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("RETENTION_DB_SCHEMA", f"cli_{uuid.uuid4().hex[:8]}")
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    execute = dg.JobDefinition.execute_in_process
+    earlier: list[weakref.ref] = []
+    seen_at_start: list[tuple[int, int]] = []
+
+    def recording(job: dg.JobDefinition, *args, **kwargs):
+        if job.name != ANALYTICS_JOB:
+            return execute(job, *args, **kwargs)
+        gc.collect()
+        alive = sum(ref() is not None for ref in earlier)
+        seen_at_start.append((alive, len(io_managers._RUN_CACHE.frames)))
+        result = execute(job, *args, **kwargs)
+        earlier.append(weakref.ref(result))
+        return result
+
+    monkeypatch.setattr(dg.JobDefinition, "execute_in_process", recording)
+    argv = ["run", "--data-dir", str(HAND_DIR), "--as-of", "2024-06-15", "--history", "3"]
+    assert main(argv) == 0
+    assert seen_at_start == [(0, 0)] * 3
 
 
 def test_run_history_must_be_positive(capsys):
