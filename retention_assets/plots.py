@@ -211,8 +211,9 @@ def cohort_heatmap_figure(cohorts: pd.DataFrame) -> Figure:
     column per month since signup, coloured by active_share with the percentage in each cell.
 
     The as_of month's cells are hatched: the month is incomplete, so its shares run low and
-    should not be read as a drop. The figure grows with the number of cohorts and months, so
-    the numbers stay readable at 36+ cohorts.
+    should not be read as a drop. Months before the first check-in on record are grey, without
+    a number. The figure grows with the number of cohorts and months, so the numbers stay
+    readable at 36+ cohorts.
     """
     if cohorts.empty:
         return _empty_figure("Cohort retention: no customers signed up by as_of")
@@ -228,6 +229,9 @@ def cohort_heatmap_figure(cohorts: pd.DataFrame) -> Figure:
     sizes = cohorts.groupby("cohort_month")["cohort_size"].first().reindex(shares.index)
     n_rows, n_cols = shares.shape
     values = shares.to_numpy(dtype="float64")  # NaN below the triangle: drawn transparent
+    unobserved = cohorts.loc[cohorts["active_share"].isna()]
+    rows_unobserved = shares.index.get_indexer(unobserved["cohort_month"])
+    cols_unobserved = shares.columns.get_indexer(unobserved["months_since_signup"])
 
     width = max(7.0, 2.8 + _CELL_WIDTH * n_cols)
     height = max(3.0, 1.6 + _CELL_HEIGHT * n_rows)
@@ -255,6 +259,16 @@ def cohort_heatmap_figure(cohorts: pd.DataFrame) -> Figure:
                     color="white" if value > 0.6 else "black",
                     in_layout=False,  # inside the axes: measuring 800 labels doubles the time
                 )
+    if len(rows_unobserved):
+        ax.bar(
+            cols_unobserved,
+            1.0,
+            bottom=rows_unobserved - 0.5,
+            width=1.0,
+            color="#e5e5e5",
+            linewidth=0,
+            label="before the first check-in on record",
+        )
     rows_partial, cols_partial = partial.to_numpy().nonzero()
     if len(rows_partial):
         ax.bar(
@@ -268,8 +282,8 @@ def cohort_heatmap_figure(cohorts: pd.DataFrame) -> Figure:
             linewidth=0,
             label="as_of month (incomplete)",
         )
-        ax.set_ylim(n_rows - 0.5, -0.5)  # bar() resets the limits imshow set
-        ax.set_xlim(-0.5, n_cols - 0.5)
+    ax.set_ylim(n_rows - 0.5, -0.5)  # bar() resets the limits imshow set
+    ax.set_xlim(-0.5, n_cols - 0.5)
     ax.set_yticks(
         range(n_rows),
         labels=[
@@ -285,7 +299,8 @@ def cohort_heatmap_figure(cohorts: pd.DataFrame) -> Figure:
     ax.set_ylabel("signup month (cohort size)")
     ax.set_title(
         "Cohort retention: share with a check-in k months after signup"
-        + ("\n(hatched: the as_of month, still incomplete)" if len(rows_partial) else ""),
+        + ("\n(hatched: the as_of month, still incomplete)" if len(rows_partial) else "")
+        + ("\n(grey: before the first check-in on record)" if len(rows_unobserved) else ""),
         fontsize=10,
     )
     colourbar = fig.colorbar(image, ax=ax, shrink=min(1.0, 8 / max(n_rows, 1) + 0.3))
@@ -295,11 +310,12 @@ def cohort_heatmap_figure(cohorts: pd.DataFrame) -> Figure:
 
 def cohort_curve_figure(cohorts: pd.DataFrame) -> Figure:
     """Average retention curve: for each month since signup, the active share over all cohorts
-    weighted by cohort size (total active / total customers), from complete months only, as
-    the as_of month would pull every curve down at its end. The latest cohorts are drawn as
+    weighted by cohort size (total active / total customers), from complete, observed months
+    only: the as_of month would pull every curve down at its end, and months before the first
+    check-in on record would count their cohorts as absent. The latest cohorts are drawn as
     thin lines, to see whether recent signups retain better or worse than the average.
     """
-    complete = cohorts.loc[~cohorts["partial"].astype("bool")]
+    complete = cohorts.loc[~cohorts["partial"].astype("bool") & cohorts["active_share"].notna()]
     if complete.empty:
         return _empty_figure("Retention curve: no complete month since any signup yet")
     totals = complete.groupby("months_since_signup")[["active_customers", "cohort_size"]].sum()

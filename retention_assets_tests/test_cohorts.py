@@ -117,10 +117,36 @@ def test_hand_made_cohorts(conn, schema):
         "cohort_month": "date32[day][pyarrow]",
         "months_since_signup": "int64",
         "cohort_size": "int64",
-        "active_customers": "int64",
+        "active_customers": "Int64",
         "active_share": "float64",
         "partial": "bool",
     }
+
+
+def test_months_before_the_first_check_in_on_record_are_not_observed(conn, schema):
+    """An export of the last months of check-ins beside every signup since the gym opened:
+    the months before its first check-in are missing from the table, not 0."""
+    customers = [("E1", "2023-10-05"), ("E2", "2023-10-20"), ("E3", "2023-11-02")]
+    attendance = [("E1", "2023-12-03 07:00"), ("E3", "2024-01-09 07:00")]
+    _insert(conn, schema, customers, attendance)
+
+    result = cohort_retention(conn, schema, dt.date(2024, 1, 31))
+
+    d = dt.date
+    assert result[["cohort_month", "months_since_signup"]].values.tolist() == [
+        [d(2023, 10, 1), 0],
+        [d(2023, 10, 1), 1],
+        [d(2023, 10, 1), 2],
+        [d(2023, 10, 1), 3],
+        [d(2023, 11, 1), 0],
+        [d(2023, 11, 1), 1],
+        [d(2023, 11, 1), 2],
+    ]
+    # October and November 2023 precede December, the first month with a check-in.
+    assert result["active_customers"].tolist() == [pd.NA, pd.NA, 1, 0, pd.NA, 0, 1]
+    shares = result["active_share"].tolist()
+    assert [share == share for share in shares] == [False, False, True, True, False, True, True]
+    assert [shares[i] for i in (2, 3, 5, 6)] == [0.5, 0.0, 0.0, 1.0]
 
 
 def test_as_of_on_a_month_boundary_and_no_customers(conn, schema):
@@ -152,13 +178,15 @@ def _pandas_cohorts(
     visits = visits.loc[visits["month"] >= visits["cohort"]]
     visits = visits.assign(k=(visits["month"] - visits["cohort"]).apply(lambda off: off.n))
     active = visits.groupby(["cohort", "k"])["customer_id"].nunique()
+    first = visits["month"].min()  # months before it: not observed
     last = pd.Period(as_of, "M")
     rows = []
     for cohort, size in universe.groupby("cohort").size().sort_index().items():
         for k in range((last - cohort).n + 1):
-            n = int(active.get((cohort, k), 0))
-            rows.append((cohort.start_time.date(), k, int(size), n, n / size, cohort + k == last))
-    return pd.DataFrame(rows, columns=COLUMNS)
+            n = int(active.get((cohort, k), 0)) if cohort + k >= first else pd.NA
+            share = n / size if cohort + k >= first else float("nan")
+            rows.append((cohort.start_time.date(), k, int(size), n, share, cohort + k == last))
+    return pd.DataFrame(rows, columns=COLUMNS).astype({"active_customers": "Int64"})
 
 
 def _copy(conn, table: str, frame: pd.DataFrame) -> None:
@@ -190,6 +218,8 @@ def test_sql_equals_pandas_on_the_sample_data(conn, schema, sample, as_of):
     expected = _pandas_cohorts(customers, attendance, as_of)
 
     assert len(expected) > 100 and expected["active_customers"].sum() > 0
+    # The sample's check-ins start in 2024-11, its signups in 2022-09.
+    assert expected["active_customers"].isna().sum() > 100
     assert result["cohort_month"].nunique() >= 30
     compared = result.assign(cohort_month=[d for d in result["cohort_month"]])
     pd.testing.assert_frame_equal(compared, expected, check_exact=False, rtol=1e-12)
@@ -251,3 +281,26 @@ def test_curve_is_the_size_weighted_mean_of_complete_cells():
     assert list(average.get_ydata()) == pytest.approx([27 / 30, 0.2])
     assert plots.to_png(plots.cohort_curve_figure(cohorts.iloc[0:0])).startswith(b"\x89PNG")
     assert plots.to_png(plots.cohort_heatmap_figure(cohorts.iloc[0:0])).startswith(b"\x89PNG")
+
+
+def test_months_not_observed_are_grey_and_left_out_of_the_curve():
+    cohorts = _synthetic_cohorts(4)  # sizes 10..40; cohort i covers k = 0 .. 3 - i
+    first = pd.Timestamp("2026-09-01").date()  # check-ins on record from September on
+    before = [
+        pd.Timestamp(str(c)).to_period("M") + k < pd.Period(first, "M")
+        for c, k in zip(cohorts["cohort_month"], cohorts["months_since_signup"], strict=True)
+    ]
+    cohorts = cohorts.astype({"active_customers": "Int64"})
+    cohorts.loc[before, ["active_customers", "active_share"]] = [pd.NA, float("nan")]
+    assert sum(before) == 3  # July k=0,1 and August k=0
+
+    ax = plots.cohort_heatmap_figure(cohorts).axes[0]
+    grey = [p for p in ax.patches if not p.get_hatch()]
+    assert sorted((p.get_x() + 0.5, p.get_y() + 0.5) for p in grey) == [(0, 0), (0, 1), (1, 0)]
+    assert len(ax.texts) == len(cohorts) - 3
+
+    average = plots.cohort_curve_figure(cohorts).axes[0].lines[0]
+    # complete, observed cells: k=2 of July (size 10), k=1 of August (size 20), k=0 of
+    # September (size 30): each its own month since signup.
+    assert list(average.get_xdata()) == [0, 1, 2]
+    assert list(average.get_ydata()) == pytest.approx([0.9, 0.5, 0.5])

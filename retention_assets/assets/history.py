@@ -43,7 +43,8 @@ class MigrationConfig(dg.Config):
 def cohort_retention(rfm_features: pd.DataFrame, database: PostgresResource):
     """Are newer members staying longer? For each signup-month cohort and each month since
     signing up, the share of the cohort with a check-in in that month; the as_of month is
-    `partial`. Counted in PostgreSQL.
+    `partial`, months before the first check-in on record are empty (not observed). Counted
+    in PostgreSQL.
 
     Metadata: the cohort heatmap and the average retention curve across cohorts."""
     as_of = snapshot_date(rfm_features)

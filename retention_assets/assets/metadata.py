@@ -104,8 +104,13 @@ COHORT_COLUMNS = _schema(
     ("cohort_month", "date", "First day of the month the cohort's customers signed up in."),
     ("months_since_signup", "bigint", "k: the calendar month signup month + k."),
     ("cohort_size", "bigint", "Customers who signed up in cohort_month (by as_of)."),
-    ("active_customers", "bigint", "Of those, customers with a check-in in month k."),
-    ("active_share", "double precision", "active_customers / cohort_size."),
+    (
+        "active_customers",
+        "bigint",
+        "Of those, customers with a check-in in month k; NULL before the first check-in on "
+        "record (not observed).",
+    ),
+    ("active_share", "double precision", "active_customers / cohort_size (NULL likewise)."),
     ("partial", "boolean", "Month k is as_of's month, seen only up to as_of."),
 )
 MIGRATION_COLUMNS = _schema(

@@ -28,8 +28,12 @@ COLUMNS = [
 #   per customer and month, not one per visit.
 # active: customers of each cohort with a check-in in each calendar month from the signup month
 #   on (one in the signup month before the signup day counts for k = 0, earlier ones for no k).
-# The grid (generate_series) gives every k from 0 to the as_of month, so months nobody came
-# show as 0 instead of missing.
+# first: the first month with a counted check-in. Exports often hold a window of the
+#   check-ins (the last two years, say) and every signup since the gym opened: the months
+#   before it are not observed, so they get NULL, not 0 (a 0 there would drag the average
+#   curve down with months nobody could have been seen in).
+# The grid (generate_series) gives every k from 0 to the as_of month, so observed months
+# nobody came show as 0 instead of missing.
 _QUERY = """
 WITH cohorts AS (
     SELECT customer_id, date_trunc('month', signup_date)::date AS cohort_month
@@ -51,12 +55,17 @@ active AS (
     JOIN cohorts c ON c.customer_id = v.customer_id
     WHERE v.activity_month >= c.cohort_month
     GROUP BY 1, 2
+),
+first AS (
+    SELECT min(activity_month) AS month FROM active
 )
 SELECT s.cohort_month, g.k AS months_since_signup, s.cohort_size,
-    coalesce(x.active_customers, 0) AS active_customers,
-    coalesce(x.active_customers, 0)::float8 / s.cohort_size AS active_share,
+    CASE WHEN g.month >= f.month THEN coalesce(x.active_customers, 0) END AS active_customers,
+    CASE WHEN g.month >= f.month THEN coalesce(x.active_customers, 0)::float8 / s.cohort_size
+    END AS active_share,
     g.month = %(as_of_month)s AS partial
 FROM sizes s
+CROSS JOIN first f
 CROSS JOIN LATERAL (
     SELECT k, (s.cohort_month + make_interval(months => k))::date AS month
     FROM generate_series(
@@ -101,7 +110,9 @@ def cohort_retention(conn: Connection, schema: str, as_of: dt.date) -> pd.DataFr
         attended or not), active_customers (int64, of them with at least one check-in in
         calendar month cohort_month + k), active_share (float64, active / size) and partial
         (bool, True in as_of's month, which the snapshot sees only up to as_of: its share is
-        a lower bound, not comparable with complete months).
+        a lower bound, not comparable with complete months). active_customers (Int64) and
+        active_share are missing in months before the first month with a counted check-in:
+        not observed, rather than nobody came (without any check-in, in every month).
     """
     as_of_month = as_of.replace(day=1)
     query = sql.SQL(_QUERY).format(
@@ -113,7 +124,7 @@ def cohort_retention(conn: Connection, schema: str, as_of: dt.date) -> pd.DataFr
         {
             "months_since_signup": "int64",
             "cohort_size": "int64",
-            "active_customers": "int64",
+            "active_customers": "Int64",
             "partial": "bool",
         }
     )
