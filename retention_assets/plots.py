@@ -11,7 +11,9 @@ import base64
 import io
 
 import matplotlib.ticker as mticker
+import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -259,29 +261,9 @@ def cohort_heatmap_figure(cohorts: pd.DataFrame) -> Figure:
                     color="white" if value > 0.6 else "black",
                     in_layout=False,  # inside the axes: measuring 800 labels doubles the time
                 )
-    if len(rows_unobserved):
-        ax.bar(
-            cols_unobserved,
-            1.0,
-            bottom=rows_unobserved - 0.5,
-            width=1.0,
-            color="#e5e5e5",
-            linewidth=0,
-            label="before the first check-in on record",
-        )
+    _cover_cells(ax, rows_unobserved, cols_unobserved, color="#e5e5e5")
     rows_partial, cols_partial = partial.to_numpy().nonzero()
-    if len(rows_partial):
-        ax.bar(
-            cols_partial,
-            1.0,
-            bottom=rows_partial - 0.5,
-            width=1.0,
-            fill=False,
-            hatch="///",
-            edgecolor="#95a5a6",
-            linewidth=0,
-            label="as_of month (incomplete)",
-        )
+    _cover_cells(ax, rows_partial, cols_partial, fill=False, hatch="///", edgecolor="#95a5a6")
     ax.set_ylim(n_rows - 0.5, -0.5)  # bar() resets the limits imshow set
     ax.set_xlim(-0.5, n_cols - 0.5)
     ax.set_yticks(
@@ -306,6 +288,12 @@ def cohort_heatmap_figure(cohorts: pd.DataFrame) -> Figure:
     colourbar = fig.colorbar(image, ax=ax, shrink=min(1.0, 8 / max(n_rows, 1) + 0.3))
     colourbar.ax.yaxis.set_major_formatter(mticker.PercentFormatter(1.0))
     return fig
+
+
+def _cover_cells(ax: Axes, rows: np.ndarray, cols: np.ndarray, **style: object) -> None:
+    """One bar per (row, col) cell of an imshow grid, drawn over it in `style`."""
+    if len(rows):
+        ax.bar(cols, 1.0, bottom=np.asarray(rows) - 0.5, width=1.0, linewidth=0, **style)
 
 
 def cohort_curve_figure(cohorts: pd.DataFrame) -> Figure:
