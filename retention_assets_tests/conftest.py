@@ -97,14 +97,14 @@ def _stop_postmaster(pgdata: Path, timeout: float = 30.0) -> None:
             time.sleep(0.1)
 
 
-@pytest.fixture(scope="session")
-def database_url(pg_admin_url: str) -> Iterator[str]:
-    """A fresh database for the session, dropped afterwards (even if tests left connections)."""
+@contextlib.contextmanager
+def _fresh_database(pg_admin_url: str, prefix: str) -> Iterator[str]:
+    """A new database on the test server, dropped afterwards (even if tests left connections)."""
     try:
         admin = connect(pg_admin_url)
     except DatabaseUnavailable as exc:
         _unavailable(f"PostgreSQL for tests unavailable ({redact(pg_admin_url)}): {exc}")
-    name = f"retention_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin.autocommit = True
     with admin.cursor() as cur:
         cur.execute(f'CREATE DATABASE "{name}"')
@@ -115,6 +115,21 @@ def database_url(pg_admin_url: str) -> Iterator[str]:
         with admin.cursor() as cur:
             cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+@pytest.fixture(scope="session")
+def database_url(pg_admin_url: str) -> Iterator[str]:
+    """A fresh database for the session's tables."""
+    with _fresh_database(pg_admin_url, "retention_test") as url:
+        yield url
+
+
+@pytest.fixture
+def instance_url(pg_admin_url: str) -> Iterator[str]:
+    """A database of its own for one test's Dagster instance (runs, event logs, dynamic
+    partitions): the instances of two tests must not see each other's partitions."""
+    with _fresh_database(pg_admin_url, "retention_instance") as url:
+        yield url
 
 
 @pytest.fixture

@@ -24,14 +24,16 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the venv running pytest (.venv/bin with `make test`)
 
 
-def instance_environment(home: Path, database_url: str, data: Path, schema: str) -> dict[str, str]:
+def instance_environment(
+    home: Path, database_url: str, data: Path, schema: str, instance_url: str
+) -> dict[str, str]:
     """The environment of a Dagster process on DAGSTER_HOME=`home` (created, holding
-    deploy/dagster.yaml, whose storage is the test database), with the tables in `schema` and
-    the drops in `data`; this venv's commands first on PATH. Skips when ./.env would override
-    it."""
+    deploy/dagster.yaml, whose storage is the database of `instance_url`), with the tables in
+    `schema` of `database_url` and the drops in `data`; this venv's commands first on PATH.
+    Skips when ./.env would override it."""
     home.mkdir()
     shutil.copy(REPO_ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
-    url = make_url(database_url)
+    url = make_url(instance_url)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "RETENTION_"))}
     env.update(
         DAGSTER_HOME=str(home),

@@ -267,7 +267,7 @@ def locked_by(conn, pid: int) -> set[int]:
 @pytest.mark.celery
 @pytest.mark.timeout(900)
 def test_two_workers_run_the_graph_and_a_worker_killed_mid_publish_loses_nothing(
-    broker, tmp_path, database_url, conn, monkeypatch
+    broker, tmp_path, database_url, instance_url, conn, monkeypatch
 ):
     started = time.monotonic()
 
@@ -278,7 +278,7 @@ def test_two_workers_run_the_graph_and_a_worker_killed_mid_publish_loses_nothing
     files = monthly_drops(data)
     assert sum(map(len, files.values())) == 26
     home = tmp_path / "dagster_home"
-    env = instance_environment(home, database_url, data, SCHEMA)
+    env = instance_environment(home, database_url, data, SCHEMA, instance_url)
     env.update(
         RETENTION_EXECUTOR="celery",
         RETENTION_CELERY_BROKER=broker,

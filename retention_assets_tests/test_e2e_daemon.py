@@ -245,12 +245,13 @@ class Dagster:
 
 
 @pytest.fixture
-def environment(tmp_path: Path, database_url: str) -> dict[str, str]:
-    """DAGSTER_HOME on deploy/dagster.yaml, a generated data folder, the test database."""
+def environment(tmp_path: Path, database_url: str, instance_url: str) -> dict[str, str]:
+    """DAGSTER_HOME on deploy/dagster.yaml (an instance database of its own), a generated data
+    folder, the test database's tables."""
     data = tmp_path / "data"
     rows = generate_dataset(data, customers=200, seed=1)
     assert rows["customers.csv"] == 200
-    env = instance_environment(tmp_path / "dagster_home", database_url, data, SCHEMA)
+    env = instance_environment(tmp_path / "dagster_home", database_url, data, SCHEMA, instance_url)
     env.update(RETENTION_SETTLE_SECONDS="1", RETENTION_SENSOR_INTERVAL="2")
     return env
 
