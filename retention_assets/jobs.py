@@ -133,18 +133,17 @@ def execute_analytics(
     segment_migration compares with the one before), up to the first that fails; returns the
     last run's result. Earlier results are let go as the next run starts: each holds every
     output of its run (the per-customer frames), which would pile up over a long history."""
+    if not run_configs:
+        raise ValueError("execute_analytics: no run config given")
     analytics = defs.resolve_job_def(ANALYTICS_JOB)
-    result = None
     for config in run_configs:
-        result = None  # before the next run starts, not after it ends
+        result = None  # the previous run's result goes before the next run starts
         result = analytics.execute_in_process(
             instance=instance, run_config=config | _logging(loggers_config), raise_on_error=False
         )
         release_run_frames()
         if not result.success:
             break
-    if result is None:
-        raise ValueError("execute_analytics: no run config given")
     return result
 
 
