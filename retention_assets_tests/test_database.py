@@ -143,6 +143,14 @@ if mode == "wait":
 """
 
 
+def _default_sigterm() -> None:
+    """In the child before it starts: SIGTERM as a service manager would deliver it. This test
+    process may ignore SIGTERM by then (an in-process Dagster run maps SIGTERM to SIGINT's
+    handler, which is "ignore" under a shell that started the tests in the background), and an
+    ignored signal stays ignored across exec."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def run_embedded(tmp_path: Path, pgdata: Path, mode: str) -> subprocess.Popen:
     env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
     return subprocess.Popen(
@@ -152,6 +160,7 @@ def run_embedded(tmp_path: Path, pgdata: Path, mode: str) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_default_sigterm,
     )
 
 
