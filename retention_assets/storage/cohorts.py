@@ -107,10 +107,10 @@ def cohort_retention(conn: Connection, schema: str, as_of: dt.date) -> pd.DataFr
         One row per cohort and k = 0 .. months from the cohort's month to as_of's month, sorted
         by cohort_month, months_since_signup. Columns: cohort_month (date32, first of month),
         months_since_signup (int64), cohort_size (int64, customers who signed up in that month,
-        attended or not), active_customers (int64, of them with at least one check-in in
+        attended or not), active_customers (Int64, of them with at least one check-in in
         calendar month cohort_month + k), active_share (float64, active / size) and partial
         (bool, True in as_of's month, which the snapshot sees only up to as_of: its share is
-        a lower bound, not comparable with complete months). active_customers (Int64) and
+        a lower bound, not comparable with complete months). active_customers and
         active_share are missing in months before the first month with a counted check-in:
         not observed, rather than nobody came (without any check-in, in every month).
     """
