@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from retention_assets import plots
+from retention_assets.storage import visits
 from retention_assets.storage.cohorts import COLUMNS, cohort_retention
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -30,6 +31,7 @@ def schema(conn) -> Iterator[str]:
     name = f"cohorts_{uuid.uuid4().hex[:10]}"
     with conn.cursor() as cur:
         cur.execute(_DDL.format(s=f'"{name}"'))
+        visits.ensure_months(cur, name)  # kept by triggers as the tests insert check-ins
     yield name
     with conn.cursor() as cur:
         cur.execute(f'DROP SCHEMA "{name}" CASCADE')

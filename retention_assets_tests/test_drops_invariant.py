@@ -13,12 +13,13 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from psycopg2 import sql
 
 from retention_assets.core.sources import SOURCES
 from retention_assets.ingest.plan import plan_drops
 from retention_assets.ingest.store import store_file
-from retention_assets.storage import slices
-from retention_assets.storage.tables import read_table
+from retention_assets.storage import slices, visits
+from retention_assets.storage.tables import read_query, read_table
 
 FILES = {
     "customers": ["customers.csv", "customers_2.csv", "customers_b.csv"],
@@ -43,7 +44,8 @@ def _transactions(rows) -> str:
 
 def _attendance(rows) -> str:
     return "attendance_id,customer_id,check_in,club\n" + "".join(
-        f"A{aid},{cid},2024-05-{10 + day:02d} 07:30:00,north\n" for aid, cid, day in rows
+        f"A{aid},{cid},2024-0{5 + day % 3}-{10 + day:02d} 07:{30 + day}:00,north\n"
+        for aid, cid, day in rows
     )
 
 
@@ -84,6 +86,7 @@ def _snapshot(conn, schema: str) -> dict[str, pd.DataFrame]:
         *SOURCES,
         *(slices.held_table(name) for name in SOURCES),
         slices.REJECTS,
+        visits.MONTHS,
     ):
         with conn.cursor() as cur:
             cur.execute("SELECT to_regclass(%s)", [f'"{schema}"."{table}"'])
@@ -93,6 +96,24 @@ def _snapshot(conn, schema: str) -> dict[str, pd.DataFrame]:
         frame = frame[sorted(frame.columns)]
         out[table] = frame.sort_values(list(frame.columns), ignore_index=True)
     return {name: frame for name, frame in out.items() if len(frame)}  # empty = absent
+
+
+def _months_of(conn, schema: str) -> pd.DataFrame:
+    """The monthly check-in totals computed afresh from the attendance table."""
+    query = sql.SQL(
+        "SELECT customer_id, first_check_in, last_check_in, month, visits FROM "
+        "(SELECT customer_id, date_trunc('month', check_in)::date AS month, count(*) AS visits, "
+        "min(check_in) AS first_check_in, max(check_in) AS last_check_in FROM {} GROUP BY 1, 2) m"
+    ).format(sql.Identifier(schema, "attendance"))
+    types = {
+        "customer_id": "text",
+        "first_check_in": "timestamp",
+        "last_check_in": "timestamp",
+        "month": "date",
+        "visits": "int8",
+    }
+    frame = read_query(conn, query, {}, types).astype({"visits": "int64"})  # NOT NULL stored
+    return frame.sort_values(list(frame.columns), ignore_index=True)
 
 
 @settings(
@@ -116,6 +137,8 @@ def test_any_sequence_of_drops_equals_a_rebuild(operations, conn, tmp_path_facto
         _apply(conn, rebuilt, folder)
         got, want = _snapshot(conn, incremental), _snapshot(conn, rebuilt)
         assert sorted(got) == sorted(want)
+        if visits.MONTHS in got:
+            pd.testing.assert_frame_equal(got[visits.MONTHS], _months_of(conn, incremental))
         for table in want:
             pd.testing.assert_frame_equal(got[table], want[table], obj=table)
     finally:

@@ -18,6 +18,7 @@ from ..core.forecast import (
 from ..core.forecast import (
     clv_forecast as forecast_frame,
 )
+from ..core.lookup import is_in
 from ..core.rfm import snapshot_date
 from ..plots import clv_by_segment_figure, holdout_figure, p_alive_figure, to_png
 from ..resources import PostgresResource
@@ -81,7 +82,7 @@ def _summary(
     """x, t_x, T and avg_repeat_spend of the customers given that paid on or before as_of."""
     with database.connect() as conn:
         occasions = purchase_occasions(conn, database.db_schema, as_of)
-    occasions = occasions.loc[occasions["customer_id"].isin(customers)]
+    occasions = occasions.loc[is_in(occasions["customer_id"], customers)]
     return purchase_summary(occasions, as_of, time_unit_days)
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from .lookup import is_in
 from .migration import SegmentGrowth
 
 
@@ -33,8 +34,8 @@ def segment_counts(rfm: pd.DataFrame, universe: pd.Series, n_clusters: int) -> V
     """Exactly n_clusters segments, every customer of the universe in exactly one."""
     counts = rfm["segment"].value_counts().sort_index()
     duplicated = int(rfm["customer_id"].duplicated().sum())
-    missing = int((~universe.isin(rfm["customer_id"])).sum())
-    unexpected = int((~rfm["customer_id"].isin(universe)).sum())
+    missing = int((~is_in(universe, rfm["customer_id"])).sum())
+    unexpected = int((~is_in(rfm["customer_id"], universe)).sum())
     unassigned = int(rfm["segment"].isna().sum())
     problems = []
     if len(counts) != n_clusters:

@@ -8,6 +8,7 @@ import datetime as dt
 import pandas as pd
 from psycopg2 import sql
 
+from . import visits
 from .tables import Connection, _transaction, read_query
 
 
@@ -20,9 +21,10 @@ def feed_ends(conn: Connection, schema: str) -> tuple[dt.date | None, dt.date | 
     with _transaction(conn) as cur:
         cur.execute(
             sql.SQL(
-                "SELECT (SELECT max(check_in)::date FROM {a}), "
+                "SELECT (SELECT max(last_check_in)::date FROM {m} "
+                "  WHERE month = (SELECT max(month) FROM {m})), "
                 "(SELECT max(transaction_date)::date FROM {t})"
-            ).format(a=_t(schema, "attendance"), t=_t(schema, "transactions"))
+            ).format(m=_t(schema, visits.MONTHS), t=_t(schema, "transactions"))
         )
         return cur.fetchone()
 
@@ -30,19 +32,24 @@ def feed_ends(conn: Connection, schema: str) -> tuple[dt.date | None, dt.date | 
 def customer_activity(conn: Connection, schema: str, as_of: dt.date) -> pd.DataFrame:
     """customer_id, signup_date, last_attendance, frequency, monetary of every customer
     signed up by as_of, counting the events dated on or before as_of; and first_event, the
-    date of the customer's earliest check-in or payment (which may precede the signup)."""
+    date of the customer's earliest check-in or payment (which may precede the signup).
+    Check-ins are counted from their monthly totals (storage.visits)."""
+    with _transaction(conn) as cur:
+        exact = not visits.month_needs_check_ins(cur, schema, as_of)
     query = sql.SQL(
-        "SELECT c.customer_id, c.signup_date, a.last_attendance, a.frequency, t.monetary, "
+        "SELECT c.customer_id, c.signup_date, a.last_check_in, a.visits, t.monetary, "
         "least(a.first_check_in, t.first_payment)::date AS first_event "
         "FROM {c} c "
-        "LEFT JOIN (SELECT customer_id, max(check_in) AS last_attendance, count(*) AS frequency, "
-        "  min(check_in) AS first_check_in "
-        "  FROM {a} WHERE check_in < %(end)s GROUP BY customer_id) a USING (customer_id) "
+        "LEFT JOIN ({a}) a USING (customer_id) "
         "LEFT JOIN (SELECT customer_id, sum(amount) AS monetary, "
         "  min(transaction_date) AS first_payment "
         "  FROM {t} WHERE transaction_date < %(end)s GROUP BY customer_id) t USING (customer_id) "
         "WHERE c.signup_date <= %(as_of)s"
-    ).format(c=_t(schema, "customers"), a=_t(schema, "attendance"), t=_t(schema, "transactions"))
+    ).format(
+        c=_t(schema, "customers"),
+        a=visits.visits_query(schema, exact),
+        t=_t(schema, "transactions"),
+    )
     types = {
         "customer_id": "text",
         "signup_date": "date",
@@ -110,5 +117,5 @@ def occasions_between(
 
 
 def _bounds(as_of: dt.date) -> dict[str, dt.date]:
-    """Events count up to the end of the as_of day."""
-    return {"as_of": as_of, "end": as_of + dt.timedelta(days=1)}
+    """Events count up to the end of the as_of day (`month`: the first day of as_of's)."""
+    return {"as_of": as_of, "end": as_of + dt.timedelta(days=1), "month": as_of.replace(day=1)}
