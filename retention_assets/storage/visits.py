@@ -142,12 +142,13 @@ def drop_months(cur: Cursor, schema: str) -> None:
 
 
 def month_needs_check_ins(cur: Cursor, schema: str, as_of: dt.date) -> bool:
-    """Whether as_of's month holds check-ins after the as_of day: then that month's rows
-    describe more than the snapshot sees, and its figures come from the check-ins."""
+    """Whether a customer checked in both up to and after the as_of day in as_of's month:
+    then that month's row describes more than the snapshot sees, and the month's figures
+    come from its check-ins (a row wholly after as_of is simply left out)."""
     cur.execute(
         sql.SQL(
             "SELECT EXISTS (SELECT 1 FROM {months} WHERE month = %(month)s "
-            "AND last_check_in >= %(end)s)"
+            "AND first_check_in < %(end)s AND last_check_in >= %(end)s)"
         ).format(**_names(schema)),
         {"month": as_of.replace(day=1), "end": as_of + dt.timedelta(days=1)},
     )
@@ -164,8 +165,8 @@ def visits_query(schema: str, exact_month: bool) -> sql.Composable:
     if exact_month:
         return sql.SQL(
             "SELECT customer_id, sum(visits) AS visits, min(first_check_in) AS first_check_in, "
-            "max(last_check_in) AS last_check_in FROM {months} WHERE month <= %(month)s "
-            "GROUP BY customer_id"
+            "max(last_check_in) AS last_check_in FROM {months} WHERE month < %(month)s "
+            "OR (month = %(month)s AND first_check_in < %(end)s) GROUP BY customer_id"
         ).format(**names)
     return sql.SQL(
         "SELECT customer_id, sum(visits) AS visits, min(first_check_in) AS first_check_in, "
