@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from retention_assets import plots
-from retention_assets.storage import visits
 from retention_assets.storage.cohorts import COLUMNS, cohort_retention
+from retention_assets.storage.summaries import CHECK_IN_MONTHS, ensure_summary
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -31,7 +31,7 @@ def schema(conn) -> Iterator[str]:
     name = f"cohorts_{uuid.uuid4().hex[:10]}"
     with conn.cursor() as cur:
         cur.execute(_DDL.format(s=f'"{name}"'))
-        visits.ensure_months(cur, name)  # kept by triggers as the tests insert check-ins
+        ensure_summary(cur, name, CHECK_IN_MONTHS)  # kept by triggers as the tests insert
     yield name
     with conn.cursor() as cur:
         cur.execute(f'DROP SCHEMA "{name}" CASCADE')

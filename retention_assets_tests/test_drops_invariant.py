@@ -18,7 +18,8 @@ from psycopg2 import sql
 from retention_assets.core.sources import SOURCES
 from retention_assets.ingest.plan import plan_drops
 from retention_assets.ingest.store import store_file
-from retention_assets.storage import slices, visits
+from retention_assets.storage import slices
+from retention_assets.storage.summaries import SUMMARIES, Summary
 from retention_assets.storage.tables import read_query, read_table
 
 FILES = {
@@ -86,7 +87,7 @@ def _snapshot(conn, schema: str) -> dict[str, pd.DataFrame]:
         *SOURCES,
         *(slices.held_table(name) for name in SOURCES),
         slices.REJECTS,
-        visits.MONTHS,
+        *(summary.table for summary in SUMMARIES.values()),
     ):
         with conn.cursor() as cur:
             cur.execute("SELECT to_regclass(%s)", [f'"{schema}"."{table}"'])
@@ -98,22 +99,38 @@ def _snapshot(conn, schema: str) -> dict[str, pd.DataFrame]:
     return {name: frame for name, frame in out.items() if len(frame)}  # empty = absent
 
 
-def _months_of(conn, schema: str) -> pd.DataFrame:
-    """The monthly check-in totals computed afresh from the attendance table."""
+def _summed_afresh(conn, schema: str, summary: Summary) -> pd.DataFrame:
+    """A summary table computed afresh from its source table, in _snapshot's layout."""
+    measures = ", ".join(f"{m.aggregate} AS {m.name}" for m in summary.measures)
     query = sql.SQL(
-        "SELECT customer_id, first_check_in, last_check_in, month, visits FROM "
-        "(SELECT customer_id, date_trunc('month', check_in)::date AS month, count(*) AS visits, "
-        "min(check_in) AS first_check_in, max(check_in) AS last_check_in FROM {} GROUP BY 1, 2) m"
-    ).format(sql.Identifier(schema, "attendance"))
-    types = {
-        "customer_id": "text",
-        "first_check_in": "timestamp",
-        "last_check_in": "timestamp",
-        "month": "date",
-        "visits": "int8",
-    }
-    frame = read_query(conn, query, {}, types).astype({"visits": "int64"})  # NOT NULL stored
+        "SELECT customer_id, {period_of} AS {period}, {measures} FROM {source} GROUP BY 1, 2"
+    ).format(
+        period_of=sql.SQL(summary.period_of),
+        period=sql.Identifier(summary.period),
+        measures=sql.SQL(measures),
+        source=sql.Identifier(schema, summary.source),
+    )
+    frame = read_query(conn, query, {}, dict(TYPES[summary.table]))
+    frame = frame.astype({m.name: "int64" for m in summary.measures if m.pg_type == "bigint"})
+    frame = frame[sorted(frame.columns)]
     return frame.sort_values(list(frame.columns), ignore_index=True)
+
+
+TYPES = {
+    "_attendance_months": [
+        ("customer_id", "text"),
+        ("month", "date"),
+        ("visits", "int8"),
+        ("first_check_in", "timestamp"),
+        ("last_check_in", "timestamp"),
+    ],
+    "_transactions_days": [
+        ("customer_id", "text"),
+        ("day", "date"),
+        ("payments", "int8"),
+        ("amount", "numeric"),
+    ],
+}
 
 
 @settings(
@@ -137,8 +154,10 @@ def test_any_sequence_of_drops_equals_a_rebuild(operations, conn, tmp_path_facto
         _apply(conn, rebuilt, folder)
         got, want = _snapshot(conn, incremental), _snapshot(conn, rebuilt)
         assert sorted(got) == sorted(want)
-        if visits.MONTHS in got:
-            pd.testing.assert_frame_equal(got[visits.MONTHS], _months_of(conn, incremental))
+        for summary in SUMMARIES.values():
+            if summary.table in got:
+                fresh = _summed_afresh(conn, incremental, summary)
+                pd.testing.assert_frame_equal(got[summary.table], fresh, obj=summary.table)
         for table in want:
             pd.testing.assert_frame_equal(got[table], want[table], obj=table)
     finally:

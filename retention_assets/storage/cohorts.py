@@ -9,8 +9,8 @@ import datetime as dt
 import pandas as pd
 from psycopg2 import sql
 
-from . import visits
-from .activity import _bounds, _t
+from .activity import COUNTED_MONTHS, _bounds, _t
+from .summaries import CHECK_IN_MONTHS
 from .tables import Connection, read_query
 
 COLUMNS = [
@@ -24,7 +24,8 @@ COLUMNS = [
 
 # cohorts: each customer signed up by as_of with the first day of the signup month.
 # visits: the months each customer checked in, up to the end of the as_of day, from the
-#   monthly check-in totals (storage.visits): one row per customer and month, not one per visit.
+#   check-ins' monthly summary (storage.summaries): one row per customer and month, not one per
+#   visit.
 # active: customers of each cohort with a check-in in each calendar month from the signup month
 #   on (one in the signup month before the signup day counts for k = 0, earlier ones for no k).
 # first: the first month with a counted check-in. Exports often hold a window of the
@@ -42,7 +43,9 @@ WITH cohorts AS (
 sizes AS (
     SELECT cohort_month, count(*) AS cohort_size FROM cohorts GROUP BY cohort_month
 ),
-visits AS ({visits}),
+visits AS (
+    SELECT customer_id, month AS activity_month FROM {months} WHERE {counted}
+),
 active AS (
     SELECT c.cohort_month, v.activity_month, count(*) AS active_customers
     FROM visits v
@@ -109,7 +112,9 @@ def cohort_retention(conn: Connection, schema: str, as_of: dt.date) -> pd.DataFr
         not observed, rather than nobody came (without any check-in, in every month).
     """
     query = sql.SQL(_QUERY).format(
-        customers=_t(schema, "customers"), visits=visits.active_months_query(schema)
+        customers=_t(schema, "customers"),
+        months=_t(schema, CHECK_IN_MONTHS.table),
+        counted=sql.SQL(COUNTED_MONTHS),
     )
     frame = read_query(conn, query, _bounds(as_of), _TYPES)
     return frame.astype(

@@ -24,7 +24,7 @@ import psycopg2.errors
 from psycopg2 import sql
 
 from ..core.sources import FILE_COLUMN, LINE_COLUMN, SOURCES, SourceSpec, spec_template
-from . import visits
+from .summaries import SUMMARIES, drop_summary, ensure_summary, rebuild_summary, set_triggers
 from .tables import (
     Connection,
     Cursor,
@@ -140,8 +140,8 @@ def ensure_source(cur: Cursor, schema: str, spec: SourceSpec, columns: Sequence[
                 )
             )
     _create_key_index(cur, schema, spec)
-    if spec.name == visits.SOURCE:
-        visits.ensure_months(cur, schema)
+    if spec.name in SUMMARIES:
+        ensure_summary(cur, schema, SUMMARIES[spec.name])
     cur.execute(
         sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
             sql.Identifier(f"{held_table(spec.name)}_{spec.id_column}"),
@@ -243,13 +243,13 @@ def _first_load(
     unique index both checks the ids and indexes them."""
     table = _ident(schema, spec.name)
     cur.execute(sql.SQL("DROP INDEX {}").format(_ident(schema, _key_index(spec))))
-    summarised = spec.name == visits.SOURCE
-    if summarised:  # one aggregation of the whole file rather than one per block written
-        visits.set_triggers(cur, schema, enabled=False)
+    summary = SUMMARIES.get(spec.name)
+    if summary:  # one aggregation of the whole file rather than one per block written
+        set_triggers(cur, schema, summary, enabled=False)
     rejects, rows_read = fill(cur, table, columns)
-    if summarised:
-        visits.set_triggers(cur, schema, enabled=True)
-        visits.rebuild_months(cur, schema)
+    if summary:
+        set_triggers(cur, schema, summary, enabled=True)
+        rebuild_summary(cur, schema, summary)
     if _referencing(spec):  # every id is new: what references may now resolve to
         _temp_ids(cur, "_presence", ", was_present boolean, is_present boolean")
         cur.execute(
@@ -799,7 +799,8 @@ def drop_sources(conn: Connection, schema: str) -> None:
     with _transaction(conn) as cur:
         lock_sources(cur)
         _drop_rejects_view(cur, schema)
-        visits.drop_months(cur, schema)
+        for summary in SUMMARIES.values():
+            drop_summary(cur, schema, summary)
         for spec in SOURCES.values():
             for table in (spec.name, held_table(spec.name)):
                 cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(_ident(schema, table)))

@@ -1,7 +1,7 @@
-"""The monthly check-in totals: kept exact by the triggers through inserts and deletes, built
-once for an attendance table stored before them, and per-customer figures read from them equal
-those counted from every check-in, whatever as_of (a month's end, or a day with later check-ins
-in its month)."""
+"""The feeds' per-customer summaries: kept exact by the triggers through inserts and deletes,
+built once for a source table stored before them, and per-customer figures read from them equal
+those counted from every event, whatever as_of (a month's end, or a day with later check-ins in
+its month)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,15 @@ from collections.abc import Iterator
 import pandas as pd
 import pytest
 
-from retention_assets.storage import visits
-from retention_assets.storage.activity import customer_activity, feed_ends
+from retention_assets.storage.activity import (
+    customer_activity,
+    feed_ends,
+    month_needs_check_ins,
+    occasions_between,
+    order_summary,
+    purchase_occasions,
+)
+from retention_assets.storage.summaries import CHECK_IN_MONTHS, PAYMENT_DAYS, ensure_summary
 
 _DDL = """
 CREATE SCHEMA {s};
@@ -43,7 +50,6 @@ def schema(conn) -> Iterator[str]:
     with conn.cursor() as cur:
         cur.execute(_DDL.format(s=f'"{name}"'))
         cur.executemany(f'INSERT INTO "{name}".customers VALUES (%s, %s)', CUSTOMERS)
-        cur.execute(f"INSERT INTO \"{name}\".transactions VALUES ('1', '2024-01-06 07:00', 10.5)")
     yield name
     with conn.cursor() as cur:
         cur.execute(f'DROP SCHEMA "{name}" CASCADE')
@@ -53,9 +59,15 @@ def _months(conn, schema: str) -> list[tuple]:
     with conn.cursor() as cur:
         cur.execute(
             f"SELECT customer_id, month::text, visits, first_check_in::text, last_check_in::text "
-            f'FROM "{schema}".{visits.MONTHS} ORDER BY 1, 2'
+            f'FROM "{schema}".{CHECK_IN_MONTHS.table} ORDER BY 1, 2'
         )
         return cur.fetchall()
+
+
+def _summarise(conn, schema: str) -> None:
+    with conn.cursor() as cur:
+        ensure_summary(cur, schema, CHECK_IN_MONTHS)
+        ensure_summary(cur, schema, PAYMENT_DAYS)
 
 
 def _insert(conn, schema: str, rows: list[tuple[str, str]]) -> None:
@@ -64,8 +76,7 @@ def _insert(conn, schema: str, rows: list[tuple[str, str]]) -> None:
 
 
 def test_totals_follow_inserts_and_deletes(conn, schema):
-    with conn.cursor() as cur:
-        visits.ensure_months(cur, schema)
+    _summarise(conn, schema)
     _insert(conn, schema, CHECK_INS)
     assert _months(conn, schema) == [
         ("1", "2024-01-01", 2, "2024-01-06 07:00:00", "2024-01-30 19:00:00"),
@@ -92,8 +103,8 @@ def test_totals_follow_inserts_and_deletes(conn, schema):
 def test_a_table_stored_before_the_totals_is_summed_once(conn, schema):
     _insert(conn, schema, CHECK_INS)
     with conn.cursor() as cur:
-        visits.ensure_months(cur, schema)
-        visits.ensure_months(cur, schema)  # a second call changes nothing
+        ensure_summary(cur, schema, CHECK_IN_MONTHS)
+        ensure_summary(cur, schema, CHECK_IN_MONTHS)  # a second call changes nothing
     assert len(_months(conn, schema)) == 6
     with conn.cursor() as cur:  # the triggers were created with it
         cur.execute(f"DELETE FROM \"{schema}\".attendance WHERE customer_id = '10'")
@@ -119,11 +130,10 @@ def _brute_force(as_of: dt.date) -> pd.DataFrame:
     ],
 )
 def test_per_customer_figures_equal_counting_every_check_in(conn, schema, as_of, exact):
-    with conn.cursor() as cur:
-        visits.ensure_months(cur, schema)
+    _summarise(conn, schema)
     _insert(conn, schema, CHECK_INS)
     with conn.cursor() as cur:
-        assert visits.month_needs_check_ins(cur, schema, as_of) is not exact
+        assert month_needs_check_ins(cur, schema, as_of) is not exact
     activity = customer_activity(conn, schema, as_of).set_index("customer_id")
     want = _brute_force(as_of)
     signed_up = [cid for cid, signup in CUSTOMERS if dt.date.fromisoformat(signup) <= as_of]
@@ -139,7 +149,50 @@ def test_per_customer_figures_equal_counting_every_check_in(conn, schema, as_of,
 
 
 def test_feed_ends_reads_the_latest_check_in_from_the_totals(conn, schema):
-    with conn.cursor() as cur:
-        visits.ensure_months(cur, schema)
+    _summarise(conn, schema)
     _insert(conn, schema, CHECK_INS)
-    assert feed_ends(conn, schema) == (dt.date(2024, 3, 2), dt.date(2024, 1, 6))
+    _pay(conn, schema, PAYMENTS)
+    assert feed_ends(conn, schema) == (dt.date(2024, 3, 2), dt.date(2024, 2, 20))
+
+
+PAYMENTS = [
+    ("1", "2024-01-06 07:00", "10.50"),
+    ("1", "2024-01-06 19:00", "4.25"),  # the same day: one purchase occasion of 14.75
+    ("1", "2024-02-20 08:00", "30.00"),
+    ("2", "2024-02-01 06:00", "0.00"),  # a free payment still makes an occasion
+    ("10", "2024-01-25 12:00", "7.10"),
+]
+
+
+def _pay(conn, schema: str, rows: list[tuple[str, str, str]]) -> None:
+    with conn.cursor() as cur:
+        cur.executemany(f'INSERT INTO "{schema}".transactions VALUES (%s, %s, %s)', rows)
+
+
+def test_payment_figures_from_the_daily_summary(conn, schema):
+    _summarise(conn, schema)
+    _pay(conn, schema, PAYMENTS)
+    with conn.cursor() as cur:  # a day's last payment goes: its day keeps the other one
+        cur.execute(
+            f"DELETE FROM \"{schema}\".transactions WHERE transaction_date = '2024-01-06 19:00'"
+        )
+    _pay(conn, schema, [("1", "2024-01-06 20:00", "4.25")])
+    as_of = dt.date(2024, 2, 19)
+    orders = order_summary(conn, schema, as_of, window_days=30).set_index("customer_id")
+    assert orders.to_dict("index") == {
+        "1": {"n_orders": 2, "total_spend": 14.75, "orders_in_window": 0},
+        "10": {"n_orders": 1, "total_spend": 7.10, "orders_in_window": 1},
+        "2": {"n_orders": 1, "total_spend": 0.0, "orders_in_window": 1},
+    }
+    occasions = purchase_occasions(conn, schema, dt.date(2024, 2, 29)).set_index("customer_id")
+    assert occasions.loc["1", "occasions"] == 2
+    assert occasions.loc["1", "first_amount"] == 14.75
+    assert occasions.loc["1", "total_amount"] == 44.75
+    assert str(occasions.loc["1", "last_date"]) == "2024-02-20"
+    between = occasions_between(conn, schema, dt.date(2024, 1, 25), dt.date(2024, 2, 29))
+    assert dict(zip(between["customer_id"], between["actual_purchases"], strict=True)) == {
+        "1": 1,
+        "2": 1,
+    }
+    monetary = customer_activity(conn, schema, as_of).set_index("customer_id")["monetary"]
+    assert monetary.to_dict() == {"1": 14.75, "2": 0.0, "10": 7.10}
