@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .btyd import (
     BgNbdFit,
@@ -403,8 +405,13 @@ def _require(frame: pd.DataFrame, columns: tuple[str, ...], where: str) -> None:
 
 
 def _days(values: pd.Series) -> np.ndarray:
-    """Dates (date objects, datetime64, Arrow date32 / timestamp) as datetime64[D]."""
-    return np.asarray(pd.to_datetime(values), dtype="datetime64[D]")
+    """Dates (date objects, datetime64, Arrow date32 / timestamp) as datetime64[D], through
+    Arrow: pd.to_datetime takes some 200 times as long on Arrow dates."""
+    array = pa.array(values, from_pandas=True)
+    if pa.types.is_timestamp(array.type):
+        array = pc.floor_temporal(array, unit="day")
+    days = array.cast(pa.date32(), safe=False).to_numpy(zero_copy_only=False)
+    return days.astype("datetime64[D]")
 
 
 def _summary_arrays(
