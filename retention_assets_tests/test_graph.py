@@ -10,6 +10,7 @@ import pytest
 
 from retention_assets.jobs import load_job_name, range_tags
 from retention_assets.storage import slices
+from retention_assets.storage.summaries import SUMMARIES, drop_summary
 from retention_assets.storage.tables import read_pickle, read_table
 
 from .graph_helpers import ANALYTICS, materialize
@@ -192,6 +193,35 @@ def test_rerun_loads_nothing_again_is_idempotent_and_retention_keeps_history(
     assert materialize(HAND_DIR, database_url, schema, later).success
     history = table(conn, schema, "retention").sort_values("as_of")
     assert history["as_of"].astype(str).tolist() == ["2024-06-30", "2024-07-05"]
+
+
+def test_a_database_loaded_before_the_summaries_gets_them_at_the_next_run(
+    database_url, schema, conn
+):
+    """Sources stored by a version without the per-customer summaries (dropped here, with
+    their triggers): the next run, with no file to load, sums the stored rows once and gives
+    the same tables; later changes keep the summaries up to date."""
+    assert materialize(HAND_DIR, database_url, schema, RUN_CONFIG).success
+    names = ("rfm_features", "rfm", "clv", "clv_forecast", "cohort_retention")
+    first = {name: table(conn, schema, name) for name in names}
+    summaries = {s.table: _sorted(table(conn, schema, s.table)) for s in SUMMARIES.values()}
+    with conn.cursor() as cur:
+        for summary in SUMMARIES.values():
+            drop_summary(cur, schema, summary)
+    again = materialize(HAND_DIR, database_url, schema, RUN_CONFIG)
+    assert again.success and again.jobs == ["analytics"]
+    for name, frame in first.items():
+        pd.testing.assert_frame_equal(table(conn, schema, name), frame, obj=name)
+    for name, frame in summaries.items():
+        pd.testing.assert_frame_equal(_sorted(table(conn, schema, name)), frame, obj=name)
+    with conn.cursor() as cur:
+        cur.execute(f"DELETE FROM \"{schema}\".attendance WHERE customer_id = 'C01'")
+    months = table(conn, schema, SUMMARIES["attendance"].table)
+    assert "C01" not in set(months["customer_id"]) and len(months) > 0
+
+
+def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.sort_values(list(frame.columns), ignore_index=True)
 
 
 def test_a_removed_drop_is_taken_out(database_url, schema, conn, tmp_path):

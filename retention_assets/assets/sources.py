@@ -217,6 +217,7 @@ def loaded_files(config: SourceConfig, data_folder: DataFolder, database: Postgr
             allow_retries=False,
         )
     with database.connect() as conn:
+        slices.ensure_summaries(conn, schema)
         plan = plan_drops(folder, slices.manifest(conn, schema))
         if plan.remove:
             before = slices.reject_counts_by_source(conn, schema)

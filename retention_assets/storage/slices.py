@@ -9,6 +9,9 @@ does not hold. Both carry `_file` and `_line`, so a drop file's rows are the sli
 grows with the drop, never with the history, and the result is the same whatever order the
 files arrived in.
 
+The event feeds also keep per-customer summaries (storage.summaries), updated by triggers in
+the same transactions.
+
 `rejected_rows` is a view: the per-row rejects each load stored (`_row_rejects`) and the held
 rows with their reason. `loaded_files` is the manifest: which file of which source is loaded,
 with the size and modification time it had, so any process can tell what changed.
@@ -791,6 +794,16 @@ def reject_reasons(
             [source, list(files), limit],
         )
         return [(why, int(n)) for why, n in cur.fetchall()]
+
+
+def ensure_summaries(conn: Connection, schema: str) -> None:
+    """The event feeds' summaries for source tables stored before they existed (a database
+    an earlier version loaded), so the analytics can read them before the next drop."""
+    with _transaction(conn) as cur:
+        lock_sources(cur)
+        for summary in SUMMARIES.values():
+            if table_exists(cur, schema, summary.source):
+                ensure_summary(cur, schema, summary)
 
 
 def drop_sources(conn: Connection, schema: str) -> None:
