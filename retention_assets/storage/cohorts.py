@@ -93,7 +93,7 @@ def cohort_retention(conn: Connection, schema: str, as_of: dt.date) -> pd.DataFr
     conn : psycopg2 connection
         With no transaction open (the read runs in its own).
     schema : str
-        Schema holding the ``customers`` and ``attendance`` tables.
+        Schema holding ``customers`` and the check-ins' monthly summary (storage.summaries).
     as_of : datetime.date
         Snapshot date: customers signed up by then, check-ins dated on or before it (the whole
         day counts).

@@ -86,8 +86,10 @@ BEGIN
 END $retention$;
 CREATE OR REPLACE FUNCTION {remove}() RETURNS trigger LANGUAGE plpgsql AS $retention$
 BEGIN
-    DELETE FROM {summary} WHERE customer_id IN (SELECT customer_id FROM removed);
-    INSERT INTO {summary} {aggregate_remaining};
+    IF EXISTS (SELECT 1 FROM removed) THEN  -- the recount reads the source table
+        DELETE FROM {summary} WHERE customer_id IN (SELECT customer_id FROM removed);
+        INSERT INTO {summary} {aggregate_remaining};
+    END IF;
     RETURN NULL;
 END $retention$;
 CREATE TRIGGER {add_trigger} AFTER INSERT ON {source}
