@@ -178,8 +178,9 @@ def rebuild_summary(cur: Cursor, schema: str, summary: Summary) -> None:
             "DROP INDEX IF EXISTS {period_index}"
         ).format(**names)
     )
+    # In key order: readers grouping by customer then scan the key index in heap order.
     cur.execute(
-        sql.SQL("INSERT INTO {summary} {aggregate}").format(
+        sql.SQL("INSERT INTO {summary} {aggregate} ORDER BY 1, 2").format(
             aggregate=_aggregate(summary, names["source"]), **names
         )
     )
