@@ -7,6 +7,7 @@ import pyarrow as pa
 import pytest
 
 from retention_assets.core import quality
+from retention_assets.core.lookup import is_in
 
 UNIVERSE = pd.Series([f"C{i}" for i in range(10)])
 
@@ -128,3 +129,13 @@ def test_events_before_signup_names_the_customers():
     assert verdict.description == "1 customers have events dated before their signup_date (e.g. C1)"
     assert verdict.figures == {"customers_with_events_before_signup": 1}
     assert quality.events_before_signup(activity.iloc[1:]).passed
+
+
+def test_is_in_matches_pandas_isin_on_ids_of_every_shape():
+    ids = pd.Series(["10", "9", "C01", "é", None, "1"], dtype="str", index=[5, 4, 3, 2, 1, 0])
+    candidates = pd.Series(["9", "é", None, "01"], dtype="object")
+    got = is_in(ids, candidates)
+    assert got.tolist() == [False, True, False, True, True, False]
+    assert got.index.tolist() == [5, 4, 3, 2, 1, 0]
+    pd.testing.assert_series_equal(got, ids.isin(candidates))
+    assert is_in(ids.iloc[:0], candidates).tolist() == []
