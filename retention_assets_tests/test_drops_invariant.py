@@ -110,27 +110,13 @@ def _summed_afresh(conn, schema: str, summary: Summary) -> pd.DataFrame:
         measures=sql.SQL(measures),
         source=sql.Identifier(schema, summary.source),
     )
-    frame = read_query(conn, query, {}, dict(TYPES[summary.table]))
+    types = {"customer_id": "text", summary.period: "date"} | {
+        m.name: {"bigint": "int8"}.get(m.pg_type, m.pg_type) for m in summary.measures
+    }
+    frame = read_query(conn, query, {}, types)
     frame = frame.astype({m.name: "int64" for m in summary.measures if m.pg_type == "bigint"})
     frame = frame[sorted(frame.columns)]
     return frame.sort_values(list(frame.columns), ignore_index=True)
-
-
-TYPES = {
-    "_attendance_months": [
-        ("customer_id", "text"),
-        ("month", "date"),
-        ("visits", "int8"),
-        ("first_check_in", "timestamp"),
-        ("last_check_in", "timestamp"),
-    ],
-    "_transactions_days": [
-        ("customer_id", "text"),
-        ("day", "date"),
-        ("payments", "int8"),
-        ("amount", "numeric"),
-    ],
-}
 
 
 @settings(
