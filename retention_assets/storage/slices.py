@@ -27,7 +27,15 @@ import psycopg2.errors
 from psycopg2 import sql
 
 from ..core.sources import FILE_COLUMN, LINE_COLUMN, SOURCES, SourceSpec, spec_template
-from .summaries import SUMMARIES, drop_summary, ensure_summary, rebuild_summary, set_triggers
+from .summaries import (
+    SUMMARIES,
+    Summary,
+    drop_summary,
+    ensure_summary,
+    rebuild_summary,
+    set_triggers,
+    summary_kept,
+)
 from .tables import (
     Connection,
     Cursor,
@@ -799,11 +807,18 @@ def reject_reasons(
 def ensure_summaries(conn: Connection, schema: str) -> None:
     """The event feeds' summaries for source tables stored before they existed (a database
     an earlier version loaded), so the analytics can read them before the next drop."""
+    with _transaction(conn) as cur:  # usually all there: no wait behind a load for the lock
+        if not any(_summary_missing(cur, schema, s) for s in SUMMARIES.values()):
+            return
     with _transaction(conn) as cur:
         lock_sources(cur)
         for summary in SUMMARIES.values():
             if table_exists(cur, schema, summary.source):
                 ensure_summary(cur, schema, summary)
+
+
+def _summary_missing(cur: Cursor, schema: str, summary: Summary) -> bool:
+    return table_exists(cur, schema, summary.source) and not summary_kept(cur, schema, summary)
 
 
 def drop_sources(conn: Connection, schema: str) -> None:

@@ -127,7 +127,7 @@ def _aggregate(summary: Summary, rows: sql.Composable) -> sql.Composable:
 def ensure_summary(cur: Cursor, schema: str, summary: Summary) -> None:
     """The summary table and the triggers that keep it, for an existing source table; a table
     stored before them (or one whose triggers went with a dropped source) is summed once."""
-    if table_exists(cur, schema, summary.table) and _has_triggers(cur, schema, summary):
+    if summary_kept(cur, schema, summary):
         return
     drop_summary(cur, schema, summary)
     names = _names(schema, summary)
@@ -159,7 +159,10 @@ def ensure_summary(cur: Cursor, schema: str, summary: Summary) -> None:
     rebuild_summary(cur, schema, summary)
 
 
-def _has_triggers(cur: Cursor, schema: str, summary: Summary) -> bool:
+def summary_kept(cur: Cursor, schema: str, summary: Summary) -> bool:
+    """Whether the summary table exists with both triggers on its source."""
+    if not table_exists(cur, schema, summary.table):
+        return False
     cur.execute(
         "SELECT count(*) FROM pg_trigger WHERE tgrelid = to_regclass(%s) AND tgname = ANY(%s)",
         [sql.Identifier(schema, summary.source).as_string(cur), list(summary.triggers())],
