@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from ..arrow_feed import ArrowFeed
 from ..core.dates import EARLIEST, latest_allowed, loading_at, parse_timestamps
 from ..core.sources import (
     ARROW_TYPES,
@@ -286,6 +287,7 @@ class _Batches:
         self.source, self.path, self.names, self.wrong_width = source, path, names, 0
         self.include = include or []
         self.reader: pacsv.CSVStreamingReader | None = None
+        self.feed = ArrowFeed(source)
 
     def _skip(self, row: pacsv.InvalidRow) -> str:
         self.wrong_width += 1
@@ -293,19 +295,20 @@ class _Batches:
 
     def close(self) -> None:
         """After the parse, also one that stopped early (the caller raised): arrow's read-ahead
-        gets end of file and the reader is drained, so none of its threads is left waiting in
-        Python (one left there when the interpreter exits aborts it)."""
+        gets end of file, the reader is drained and the file waited back, so none of arrow's
+        threads is left in Python (one there when the interpreter exits aborts it)."""
         self.source.abandon()
         if self.reader is not None:
             with suppress(pa.ArrowException):
                 for _ in self.reader:
                     pass
             self.reader = None  # released now, not at exit (a traceback may keep us alive)
+        self.feed.wait_returned()
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         try:
-            reader = pacsv.open_csv(
-                self.source,
+            self.reader = pacsv.open_csv(
+                self.feed.file(),
                 read_options=pacsv.ReadOptions(
                     skip_rows=1, column_names=self.names, block_size=_CHUNK
                 ),
@@ -319,8 +322,7 @@ class _Batches:
                     quoted_strings_can_be_null=False,
                 ),
             )
-            self.reader = reader
-            for batch in reader:
+            for batch in self.reader:
                 yield batch
                 self.source.parsed_block()  # the caller is done with it: read on
         except pa.ArrowInvalid as e:

@@ -56,6 +56,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from psycopg2 import sql
 
+from ..arrow_feed import ArrowFeed
 from .database import DatabaseUnavailable
 
 __all__ = [
@@ -646,22 +647,27 @@ def _parse_csv(read_fd: int, columns: Sequence[_ReadColumn]) -> pa.Table:
             return pa.table(
                 [pa.array([], col.arrow_type) for col in columns], [col.name for col in columns]
             )
-        reader = pacsv.open_csv(
-            source,
-            read_options=pacsv.ReadOptions(
-                column_names=[col.name for col in columns], block_size=_PARSE_BLOCK
-            ),
-            parse_options=pacsv.ParseOptions(newlines_in_values=True),
-            convert_options=pacsv.ConvertOptions(
-                column_types={col.name: col.arrow_type for col in columns},
-                null_values=[""],
-                strings_can_be_null=True,
-                quoted_strings_can_be_null=False,  # PostgreSQL writes "" for the empty string
-                true_values=["t"],
-                false_values=["f"],
-            ),
-        )
-        return reader.read_all()
+        feed, reader = ArrowFeed(source), None
+        try:
+            reader = pacsv.open_csv(
+                feed.file(),
+                read_options=pacsv.ReadOptions(
+                    column_names=[col.name for col in columns], block_size=_PARSE_BLOCK
+                ),
+                parse_options=pacsv.ParseOptions(newlines_in_values=True),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={col.name: col.arrow_type for col in columns},
+                    null_values=[""],
+                    strings_can_be_null=True,
+                    quoted_strings_can_be_null=False,  # PostgreSQL writes "" for the empty string
+                    true_values=["t"],
+                    false_values=["f"],
+                ),
+            )
+            return reader.read_all()
+        finally:
+            reader = None  # let go before the wait, also when a traceback keeps this frame
+            feed.wait_returned()
 
 
 def _copy_out(cur: Cursor, statement: sql.Composable, columns: Sequence[_ReadColumn]) -> pa.Table:
