@@ -22,6 +22,7 @@ from psycopg2.extensions import make_dsn
 
 from .core.dates import monthly_snapshots
 from .core.rfm import default_as_of
+from .ingest.loading import SourceError
 from .ingest.plan import DropPlan, plan_drops
 from .jobs import execute_analytics, execute_loads
 from .report import write_report
@@ -94,6 +95,13 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--random-state", type=int, default=42)
     run.add_argument("--n-init", type=int, default=10)
     run.add_argument(
+        "--max-reject-fraction",
+        type=float,
+        default=0.05,
+        help="a drop that would leave a source with a larger share of its rows rejected is "
+        "not stored (default 0.05)",
+    )
+    run.add_argument(
         "--rebuild", action="store_true", help="reload every file (default: new/changed only)"
     )
 
@@ -124,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as e:
         print(f"retention-assets: {e}", file=sys.stderr)
         return 2
-    except (DatabaseUnavailable, dg.Failure) as e:  # Failure: the resource's final db errors
+    except (DatabaseUnavailable, dg.Failure, SourceError) as e:
+        # Failure: the resource's final database errors; SourceError: the folder, planned
         print(f"retention-assets: {e}", file=sys.stderr)
         return 1
 
@@ -134,10 +143,11 @@ def _check_run_options(run: argparse.ArgumentParser, args: argparse.Namespace) -
     limits are the dg.Config classes' own, checked by building them from the options of the
     same names. Exits with status 2, like argparse's own errors."""
     from .assets.analytics import ClvConfig, RetentionConfig, SegmentationConfig, SnapshotConfig
+    from .assets.sources import SourceConfig
 
     options = vars(args)
     problems = []
-    for config in (SnapshotConfig, SegmentationConfig, ClvConfig, RetentionConfig):
+    for config in (SnapshotConfig, SegmentationConfig, ClvConfig, RetentionConfig, SourceConfig):
         try:
             config(**{name: options[name] for name in config.model_fields if name in options})
         except pydantic.ValidationError as e:
@@ -181,6 +191,7 @@ def run_config(args: argparse.Namespace, as_of: str | None = None) -> dict:
     churn = {"churn_days": args.churn_days}
     return {
         "ops": {
+            "loaded_files": {"config": source_config(args)},
             "rfm_features": {"config": {"as_of": as_of or args.as_of}},
             "rfm_model": {
                 "config": {
@@ -201,6 +212,11 @@ def run_config(args: argparse.Namespace, as_of: str | None = None) -> dict:
     }
 
 
+def source_config(args: argparse.Namespace) -> dict:
+    """The source assets' config (and loaded_files', which takes files out) from the options."""
+    return {"max_reject_fraction": args.max_reject_fraction}
+
+
 class _ProgressHandler(logging.Handler):
     """Prints one line per step start / end and the assets' own messages, not engine chatter."""
 
@@ -209,8 +225,11 @@ class _ProgressHandler(logging.Handler):
         event = meta.get("dagster_event")
         step = meta.get("step_key") or ""
         if event is None:
-            if record.levelno >= logging.INFO:
-                print(f"    {meta.get('orig_message', record.getMessage())}", flush=True)
+            message = meta.get("orig_message", record.getMessage())
+            if message.startswith("Dependencies for step "):  # the engine skipping a step
+                print(f"  {step or message.split()[3]} not run: a step before it failed")
+            elif record.levelno >= logging.INFO:
+                print(f"    {message}", flush=True)
             return
         kind = event.event_type_value
         if kind == "STEP_START":
@@ -223,11 +242,14 @@ class _ProgressHandler(logging.Handler):
             message = error.message.strip() if error else ""
             # A data error raised as dg.Failure reads as its description, not a class path.
             message = message.removeprefix(f"{dg.Failure.__module__}.{dg.Failure.__name__}: ")
+            if error and error.cls_name == "DagsterAssetCheckFailedError":
+                message = "a blocking check failed (see above): nothing of this run is published"
             print(f"  {step} FAILED: {message}", flush=True)
         elif kind == "ASSET_CHECK_EVALUATION":
             data = event.event_specific_data
             verdict = "passed" if data.passed else f"FAILED ({data.severity.value})"
-            print(f"    check {data.check_name}: {verdict}", flush=True)
+            why = f": {data.description}" if not data.passed and data.description else ""
+            print(f"    check {data.check_name}: {verdict}{why}", flush=True)
 
 
 @dg.logger(description="Concise progress lines for the command line.")
@@ -261,7 +283,7 @@ def _run(args: argparse.Namespace) -> int:
     persistent = bool(os.environ.get("DAGSTER_HOME"))
     loggers = {"progress": {}}
     with dg.DagsterInstance.get() if persistent else dg.DagsterInstance.ephemeral() as inst:
-        results = execute_loads(defs, inst, plan, loggers)
+        results = execute_loads(defs, inst, plan, loggers, source_config(args))
         if not results or results[-1].success:
             configs = [run_config(args, day) for day in _snapshot_dates(args, database)]
             results.append(execute_analytics(defs, inst, configs, loggers))

@@ -109,13 +109,20 @@ def execute_loads(
     instance: dg.DagsterInstance,
     plan: DropPlan,
     loggers_config: dict | None = None,
+    source_config: dict | None = None,
 ) -> list[dg.ExecuteInProcessResult]:
-    """The runs storing the plan's files, one after another, up to the first that fails."""
+    """The runs storing the plan's files, one after another, up to the first that fails;
+    `source_config`: every source asset's config (SourceConfig's fields)."""
     register_partitions(instance, plan)
     results = []
     for job_name, tags in load_requests(instance.get_dynamic_partitions, plan):
+        source = job_name.removeprefix(load_job_name(""))
+        ops = {"ops": {source: {"config": source_config}}} if source_config else {}
         result = defs.resolve_job_def(job_name).execute_in_process(
-            instance=instance, tags=tags, run_config=_logging(loggers_config), raise_on_error=False
+            instance=instance,
+            tags=tags,
+            run_config=ops | _logging(loggers_config),
+            raise_on_error=False,
         )
         results.append(result)
         if not result.success:

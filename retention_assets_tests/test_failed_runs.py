@@ -119,6 +119,8 @@ def test_an_empty_export_replacing_customers_changes_nothing(conn, database_url,
     (message,) = run.failure_messages()
     assert "customers.csv: storing it would leave transactions with " in message
     assert "rows rejected" in message and "nothing from it was stored" in message
+    held = len(before["transactions"])  # every payment's customer would be gone
+    assert f"most for: unknown customer_id ({held:,}); nothing" in message
     after = _state(conn, schema) | {name: read_table(conn, schema, name) for name in sources}
     _assert_unchanged(before, after)
 

@@ -260,6 +260,7 @@ def test_too_many_rejects_store_nothing_of_the_file_and_stop_downstream(
         "attendance.csv: storing it would leave attendance with 2 of 34 rows rejected (5.88%"
         in (message)
     )
+    assert "most for: unknown customer_id (1), unparseable check_in (1); nothing" in message
     assert run.materialized() == {"customers", "packages", "transactions"}
     assert _loaded_sources(conn, schema) == {"customers", "packages", "transactions"}
     assert table(conn, schema, "rejected_rows").empty

@@ -42,9 +42,17 @@ class SourceConfig(dg.Config):
 
 
 class _TooManyRejects(Exception):
-    def __init__(self, source: str, verdict: quality.Verdict) -> None:
-        super().__init__(f"{source}: {verdict.description}")
+    """A change refused, and what it would reject the source's rows for: read before the
+    change is rolled back, as nothing of it is stored for rejected_rows to show."""
+
+    def __init__(self, cur: Cursor, schema: str, source: str, verdict: quality.Verdict) -> None:
+        reasons = slices.reasons_rejected(cur, schema, source, limit=3)
         self.source, self.verdict = source, verdict
+        self.reasons = ", ".join(f"{why} ({n:,})" for why, n in reasons) or "none recorded"
+        super().__init__(f"{source}: {verdict.description}")
+
+    def outcome(self) -> str:
+        return f"{self.source} with {self.verdict.description}, most for: {self.reasons}"
 
 
 def _refuse_pushed_past(
@@ -56,7 +64,7 @@ def _refuse_pushed_past(
         read, rejected = slices.reject_counts(cur, schema, source)
         verdict = quality.reject_fraction(read, rejected, max_fraction)
         if not verdict.passed and rejected > rejected_before:
-            raise _TooManyRejects(source, verdict)
+            raise _TooManyRejects(cur, schema, source, verdict)
 
 
 def _source_asset(spec: SourceSpec, description: str) -> dg.AssetsDefinition:
@@ -118,7 +126,7 @@ def _store_drops(
             read, rejected = slices.reject_counts(cur, schema, spec.name)
             verdict = quality.reject_fraction(read, rejected, config.max_reject_fraction)
             if not verdict.passed:
-                raise _TooManyRejects(spec.name, verdict)
+                raise _TooManyRejects(cur, schema, spec.name, verdict)
             _refuse_pushed_past(cur, schema, before, config.max_reject_fraction)
             verdicts.append(verdict)
 
@@ -141,9 +149,8 @@ def _store_drops(
                 ) from e
             except _TooManyRejects as e:
                 raise dg.Failure(
-                    description=f"{key}: storing it would leave {e.source} with "
-                    f"{e.verdict.description}; nothing from it was stored (fix the file, or "
-                    "raise max_reject_fraction)",
+                    description=f"{key}: storing it would leave {e.outcome()}; nothing from "
+                    "it was stored (fix the file, or raise max_reject_fraction)",
                     metadata={**e.verdict.figures, "file": key, "source": e.source},
                     allow_retries=False,
                 ) from e
@@ -230,9 +237,8 @@ def loaded_files(config: SourceConfig, data_folder: DataFolder, database: Postgr
             except _TooManyRejects as e:
                 removed = ", ".join(entry.file for entry in plan.remove)
                 raise dg.Failure(
-                    description=f"taking out {removed} would leave {e.source} with "
-                    f"{e.verdict.description}; nothing was taken out (put the file back, or "
-                    "raise max_reject_fraction)",
+                    description=f"taking out {removed} would leave {e.outcome()}; nothing "
+                    "was taken out (put the file back, or raise max_reject_fraction)",
                     metadata={**e.verdict.figures, "source": e.source},
                     allow_retries=False,
                 ) from e

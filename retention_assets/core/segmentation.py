@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from dataclasses import dataclass
 
 import pandas as pd
 from sklearn.cluster import KMeans
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from .rfm import snapshot_date
 
@@ -33,7 +36,9 @@ class SegmentModel:
     def assign(self, features: pd.DataFrame) -> pd.DataFrame:
         """Cluster number and segment name for each row of `features`."""
         x = self.scaler.transform(features[self.feature_names].to_numpy(dtype="float64"))
-        cluster = pd.Series(self.kmeans.predict(x), index=features.index, dtype="int64")
+        with _one_thread():
+            labels = self.kmeans.predict(x)
+        cluster = pd.Series(labels, index=features.index, dtype="int64")
         return pd.DataFrame({"cluster": cluster, "segment": cluster.map(self.segment_names)})
 
     def describe(self) -> dict[str, object]:
@@ -78,11 +83,21 @@ def fit_segments(
     x = features[FEATURES].to_numpy(dtype="float64")
     scaler = StandardScaler().fit(x)
     kmeans = KMeans(n_clusters=n_clusters, random_state=random_state, n_init=n_init)
-    kmeans.fit(scaler.transform(x))
+    with _one_thread(), warnings.catch_warnings():
+        # fewer distinct points than clusters: rfm's blocking segment_counts check says so
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        kmeans.fit(scaler.transform(x))
     names = name_clusters(_centroids(scaler, kmeans, FEATURES))
     return SegmentModel(
         scaler, kmeans, list(FEATURES), names, snapshot_date(features), len(features)
     )
+
+
+def _one_thread() -> threadpool_limits:
+    """KMeans on three features is a few passes over memory per iteration: a second OpenMP
+    thread costs more in hand-offs than it saves, by far when another process keeps a core
+    busy (the README's benchmarks give the figures)."""
+    return threadpool_limits(1)
 
 
 def _centroids(scaler: StandardScaler, kmeans: KMeans, feature_names: list[str]) -> pd.DataFrame:

@@ -793,15 +793,23 @@ def reject_reasons(
 ) -> list[tuple[str, int]]:
     """The most common reasons (without the quoted value) rows of `files` are rejected for."""
     with _transaction(conn) as cur:
-        cur.execute(
-            sql.SQL(
-                "SELECT split_part(reason, ' ''', 1) AS why, count(*) FROM {} "
-                "WHERE source = %s AND file = ANY(%s) GROUP BY why ORDER BY count(*) DESC, why "
-                "LIMIT %s"
-            ).format(_ident(schema, REJECTS)),
-            [source, list(files), limit],
-        )
-        return [(why, int(n)) for why, n in cur.fetchall()]
+        return reasons_rejected(cur, schema, source, files, limit)
+
+
+def reasons_rejected(
+    cur: Cursor, schema: str, source: str, files: Sequence[str] | None = None, limit: int = 10
+) -> list[tuple[str, int]]:
+    """reject_reasons in the caller's transaction (so also for a change not committed yet);
+    `files` None: every file of the source."""
+    cur.execute(
+        sql.SQL(
+            "SELECT split_part(reason, ' ''', 1) AS why, count(*) FROM {} "
+            "WHERE source = %(source)s AND (%(files)s::text[] IS NULL OR file = ANY(%(files)s)) "
+            "GROUP BY why ORDER BY count(*) DESC, why LIMIT %(limit)s"
+        ).format(_ident(schema, REJECTS)),
+        {"source": source, "files": None if files is None else list(files), "limit": limit},
+    )
+    return [(why, int(n)) for why, n in cur.fetchall()]
 
 
 def ensure_summaries(conn: Connection, schema: str) -> None:
