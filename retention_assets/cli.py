@@ -227,7 +227,9 @@ class _ProgressHandler(logging.Handler):
         if event is None:
             message = meta.get("orig_message", record.getMessage())
             if message.startswith("Dependencies for step "):  # the engine skipping a step
-                print(f"  {step or message.split()[3]} not run: a step before it failed")
+                print(
+                    f"  {step or message.split()[3]} not run: a step before it failed", flush=True
+                )
             elif record.levelno >= logging.INFO:
                 print(f"    {message}", flush=True)
             return
