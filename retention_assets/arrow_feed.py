@@ -18,8 +18,9 @@ _T = TypeVar("_T")
 
 
 class ArrowFeed:
-    """Lends one file to arrow: `file()` is what arrow reads, `wait_returned()` blocks until
-    arrow has freed it and every block it read (or `timeout` seconds have passed)."""
+    """Lends one file to arrow: `file()` is what arrow reads, `lend(obj)` tracks another object
+    given to it (a callback), `wait_returned()` blocks until arrow has freed all of them and
+    every block it read (or `timeout` seconds have passed)."""
 
     def __init__(self, source: BinaryIO) -> None:
         self.source = source
@@ -27,14 +28,14 @@ class ArrowFeed:
 
     def file(self) -> _Feed:
         """The file object for arrow; keep no reference to it, or the wait cannot end."""
-        return self._lend(_Feed(self))
+        return self.lend(_Feed(self))
 
     def wait_returned(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
         while self.lent and time.monotonic() < deadline:
             time.sleep(0.001)
 
-    def _lend(self, obj: _T) -> _T:
+    def lend(self, obj: _T) -> _T:
         self.lent.add(weakref.ref(obj, self.lent.discard))
         return obj
 
@@ -48,4 +49,4 @@ class _Feed(io.RawIOBase):
         return True
 
     def read(self, size: int = -1) -> memoryview:  # type: ignore[override]
-        return self.loan._lend(memoryview(self.loan.source.read(size)))
+        return self.loan.lend(memoryview(self.loan.source.read(size)))

@@ -313,7 +313,7 @@ class _Batches:
                     skip_rows=1, column_names=self.names, block_size=_CHUNK
                 ),
                 parse_options=pacsv.ParseOptions(
-                    newlines_in_values=True, invalid_row_handler=self._skip
+                    newlines_in_values=True, invalid_row_handler=self.feed.lend(self._skip)
                 ),
                 convert_options=pacsv.ConvertOptions(
                     column_types=dict.fromkeys(self.names, pa.string()),
