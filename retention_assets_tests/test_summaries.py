@@ -111,6 +111,40 @@ def test_a_table_stored_before_the_totals_is_summed_once(conn, schema):
     assert [row[0] for row in _months(conn, schema)] == ["1", "1", "2"]
 
 
+def _key(conn, schema: str, table: str) -> list[str]:
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT a.attname::text FROM pg_index i "
+            "CROSS JOIN unnest(i.indkey) WITH ORDINALITY AS k(attnum, n) "
+            "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
+            "WHERE i.indrelid = to_regclass(%s) AND i.indisprimary ORDER BY k.n",
+            [f'"{schema}".{table}'],
+        )
+        return [name for (name,) in cur.fetchall()]
+
+
+def test_check_in_months_are_keyed_month_first_and_an_earlier_key_is_rebuilt(conn, schema):
+    """Month first: a day's drop meets one stretch of the table and its key. A table an
+    earlier version keyed customer first is summed again, once, with the same rows."""
+    _summarise(conn, schema)
+    _insert(conn, schema, CHECK_INS)
+    table = f'"{schema}".{CHECK_IN_MONTHS.table}'
+    assert _key(conn, schema, CHECK_IN_MONTHS.table) == ["month", "customer_id"]
+    assert _key(conn, schema, PAYMENT_DAYS.table) == ["customer_id", "day"]
+    before = _months(conn, schema)
+    with conn.cursor() as cur:
+        cur.execute(f"ALTER TABLE {table} DROP CONSTRAINT {CHECK_IN_MONTHS.table}_key")
+        cur.execute(f"ALTER TABLE {table} ADD PRIMARY KEY (customer_id, month)")
+        cur.execute(f"UPDATE {table} SET visits = visits + 1")  # stale: must be summed again
+        ensure_summary(cur, schema, CHECK_IN_MONTHS)
+    assert _key(conn, schema, CHECK_IN_MONTHS.table) == ["month", "customer_id"]
+    assert _months(conn, schema) == before
+    _insert(conn, schema, [("9", "2024-03-05 09:00")])  # the triggers came back with it
+    assert ("9", "2024-03-01", 1, "2024-03-05 09:00:00", "2024-03-05 09:00:00") in _months(
+        conn, schema
+    )
+
+
 def _brute_force(as_of: dt.date) -> pd.DataFrame:
     """frequency and last_attendance counted from every check-in, by customer_id."""
     rows = pd.DataFrame(CHECK_INS, columns=["customer_id", "check_in"])

@@ -42,16 +42,28 @@ class Measure:
 
 @dataclass(frozen=True)
 class Summary:
-    """A source table summed per customer and `period` (`period_of`: a row's period, SQL)."""
+    """A source table summed per customer and `period` (`period_of`: a row's period, SQL).
+
+    `period_first` orders the key (and the rows) by period, then customer: a drop's rows
+    (one day: one period) then meet one stretch of the table and its key, not a page per
+    customer spread over all of it, which a large table no longer holds in memory. Such a
+    table has no index by customer: a delete's recount scans it, beside the scan of the
+    source table the recount makes anyway. Without it, per-customer readers get the rows in
+    customer order (the key order), which an ordered aggregate needs."""
 
     source: str
     table: str
     period: str
     period_of: str
     measures: tuple[Measure, ...]
+    period_first: bool = False
 
     def triggers(self) -> tuple[str, str]:
         return f"{self.table}_add", f"{self.table}_remove"
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.period, "customer_id") if self.period_first else ("customer_id", self.period)
 
 
 CHECK_IN_MONTHS = Summary(
@@ -64,8 +76,9 @@ CHECK_IN_MONTHS = Summary(
         Measure("first_check_in", "timestamp", "min(check_in)", "least"),
         Measure("last_check_in", "timestamp", "max(check_in)", "greatest"),
     ),
+    period_first=True,  # readers sum months per customer: a hash aggregate needs no order
 )
-PAYMENT_DAYS = Summary(
+PAYMENT_DAYS = Summary(  # customer first: readers take each customer's first payment day
     source="transactions",
     table="_transactions_days",
     period="day",
@@ -160,8 +173,18 @@ def ensure_summary(cur: Cursor, schema: str, summary: Summary) -> None:
 
 
 def summary_kept(cur: Cursor, schema: str, summary: Summary) -> bool:
-    """Whether the summary table exists with both triggers on its source."""
+    """Whether the summary table exists with its key in this version's order (an earlier
+    version's is summed again, once) and both triggers on its source."""
     if not table_exists(cur, schema, summary.table):
+        return False
+    cur.execute(
+        "SELECT array_agg(a.attname::text ORDER BY k.n) FROM pg_index i "
+        "CROSS JOIN unnest(i.indkey) WITH ORDINALITY AS k(attnum, n) "
+        "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
+        "WHERE i.indrelid = to_regclass(%s) AND i.indisprimary",
+        [sql.Identifier(schema, summary.table).as_string(cur)],
+    )
+    if tuple(cur.fetchone()[0] or ()) != summary.key:
         return False
     cur.execute(
         "SELECT count(*) FROM pg_trigger WHERE tgrelid = to_regclass(%s) AND tgname = ANY(%s)",
@@ -181,18 +204,24 @@ def rebuild_summary(cur: Cursor, schema: str, summary: Summary) -> None:
             "DROP INDEX IF EXISTS {period_index}"
         ).format(**names)
     )
-    # In key order: readers grouping by customer then scan the key index in heap order.
+    columns = sql.SQL(", ").join(map(sql.Identifier, summary.key))
     cur.execute(
-        sql.SQL("INSERT INTO {summary} {aggregate} ORDER BY 1, 2").format(
-            aggregate=_aggregate(summary, names["source"]), **names
+        sql.SQL("INSERT INTO {summary} {aggregate} ORDER BY {order}").format(
+            aggregate=_aggregate(summary, names["source"]),
+            order=sql.SQL("2, 1" if summary.period_first else "1, 2"),
+            **names,
         )
     )
     cur.execute(
-        sql.SQL(
-            "ALTER TABLE {summary} ADD CONSTRAINT {key} PRIMARY KEY (customer_id, {period}); "
-            "CREATE INDEX {period_index_name} ON {summary} ({period}); ANALYZE {summary}"
-        ).format(**names)
+        sql.SQL("ALTER TABLE {summary} ADD CONSTRAINT {key} PRIMARY KEY ({columns})").format(
+            columns=columns, **names
+        )
     )
+    if not summary.period_first:  # for the readers of a span of periods
+        cur.execute(
+            sql.SQL("CREATE INDEX {period_index_name} ON {summary} ({period})").format(**names)
+        )
+    cur.execute(sql.SQL("ANALYZE {summary}").format(**names))
 
 
 def set_triggers(cur: Cursor, schema: str, summary: Summary, enabled: bool) -> None:
