@@ -11,7 +11,9 @@ the four alternately, --reps times each, and prints a table (wall time, peak RSS
 tree, rows/s, per-asset times, the ratios of the issue's targets); the same figures go to
 benchmarks/out/<tier>[-<shape>].json. --scenario drops loads the history without its last day,
 then times `retention-assets run` as that day's drop arrives, is replaced by a changed copy and
-is removed (see drops.py), to benchmarks/out/<tier>[-<shape>]-drops.json. --scenario history
+is removed (see drops.py), to benchmarks/out/<tier>[-<shape>]-drops.json; with --cold (root) the
+OS page cache is emptied before each of those runs, as a large history is read from disk.
+--scenario history
 loads the data into a fresh database with one `retention-assets run` (its wall and peak RSS
 reported too), then times `retention-assets run --history 3` (this script's --history N for
 another N: N analytics runs, one per monthly snapshot, nothing to load) and prints, per step,
@@ -49,6 +51,7 @@ TIERS = {"S": 2_000, "M": 100_000, "L": 1_000_000}
 SOURCES = ("customers", "packages", "transactions", "attendance")
 BIN = Path(sys.executable).parent
 GRAPH_SCHEMA = "bench_graph"
+DROP_CACHES = Path("/proc/sys/vm/drop_caches")
 
 FLOOR_SQL = """
 DROP SCHEMA IF EXISTS bench_floor CASCADE;
@@ -277,9 +280,18 @@ def main() -> None:
             "RETENTION_TEST_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
         ),
     )
+    parser.add_argument(
+        "--cold",
+        action="store_true",
+        help="drops only: empty the OS page cache before each run after the full build "
+        "(root; PostgreSQL's own shared buffers stay), as when the history no longer fits "
+        "in memory",
+    )
     args = parser.parse_args()
     if args.only and args.scenario != "full":
         parser.error("--only applies to --scenario full")
+    if args.cold and (args.scenario != "drops" or not DROP_CACHES.exists() or os.geteuid()):
+        parser.error(f"--cold applies to --scenario drops, run as root (writes {DROP_CACHES})")
     OUT.mkdir(parents=True, exist_ok=True)
     for shape in dict.fromkeys(args.id_shapes):
         data, rows = prepare_data(args.tier, shape)
@@ -336,6 +348,9 @@ def bench_drops(tier: str, shape: str, data: Path, args: argparse.Namespace) -> 
     results: dict[str, list[dict]] = {name: [] for name in (*DROP_STEPS, "floor")}
 
     def timed(rep: int, name: str, runner: Callable[..., dict], *run_args: object) -> None:
+        if args.cold and name != "full build":
+            os.sync()
+            DROP_CACHES.write_text("3\n")
         result = runner(*run_args)
         result.pop("stdout")
         results[name].append(result)
@@ -357,7 +372,7 @@ def bench_drops(tier: str, shape: str, data: Path, args: argparse.Namespace) -> 
         (work / drop_files["transactions"].name).unlink()
         timed(rep, "removed file", run_graph, work, url)
     report = summarise_drops(results)
-    (OUT / f"{stem(tier, shape)}-drops.json").write_text(
+    (OUT / f"{stem(tier, shape)}-drops{'-cold' if args.cold else ''}.json").write_text(
         json.dumps(
             {
                 "tier": tier,
@@ -370,7 +385,8 @@ def bench_drops(tier: str, shape: str, data: Path, args: argparse.Namespace) -> 
             indent=2,
         )
     )
-    print_drops_table(f"{tier} ({shape} ids)", folders.day, drop_rows, args.reps, report)
+    title = f"{tier} ({shape} ids{', cold cache' if args.cold else ''})"
+    print_drops_table(title, folders.day, drop_rows, args.reps, report)
 
 
 def summarise_drops(results: dict[str, list[dict]]) -> dict:

@@ -196,6 +196,50 @@ def test_a_later_customers_drop_frees_held_attendance_and_a_replaced_first_file_
             cur.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
+def test_a_source_s_only_file_written_anew_is_loaded_as_a_first_load(conn, tmp_path):
+    """The nightly whole export: customers.csv (the only customers file) again with a customer
+    gone, one new and one repeated. The source is emptied and loaded like a first file (its
+    storage is new); the references follow, and every table equals a rebuild."""
+    schema, rebuilt = f"only_{uuid.uuid4().hex[:8]}", f"onlyr_{uuid.uuid4().hex[:8]}"
+    try:
+        (tmp_path / "customers.csv").write_text(_customers([("1", 1), ("2", 2), ("3", 3)]))
+        (tmp_path / "attendance.csv").write_text(
+            _attendance([("1", "1", 0), ("2", "2", 1), ("3", "4", 2)])
+        )
+        _apply(conn, schema, tmp_path)
+        assert read_table(conn, schema, slices.REJECTS)["reason"].tolist() == [
+            "unknown customer_id '4'"
+        ]
+        filenode = f"SELECT pg_relation_filenode('\"{schema}\".customers')"
+        with conn.cursor() as cur:
+            cur.execute(filenode)
+            before = cur.fetchone()[0]
+        (tmp_path / "customers.csv").write_text(
+            _customers([("1", 1), ("4", 4), ("3", 3), ("1", 5)])
+        )
+        os.utime(tmp_path / "customers.csv", ns=(10**9, 10**9))
+        _apply(conn, schema, tmp_path)
+        with conn.cursor() as cur:
+            cur.execute(filenode)
+            assert cur.fetchone()[0] != before  # emptied (TRUNCATE), then written afresh
+        rejects = read_table(conn, schema, slices.REJECTS).sort_values("source")
+        assert rejects["reason"].tolist() == [
+            "unknown customer_id '2'",
+            "duplicate customer_id (first at customers.csv line 2)",
+        ]
+        stored = read_table(conn, schema, "attendance").set_index("attendance_id")
+        assert sorted(stored.index) == ["A1", "A3"]  # customer 4 came, customer 2 went
+        _apply(conn, rebuilt, tmp_path)
+        got, want = _snapshot(conn, schema), _snapshot(conn, rebuilt)
+        assert sorted(got) == sorted(want)
+        for table in want:
+            pd.testing.assert_frame_equal(got[table], want[table], obj=table)
+    finally:
+        with conn.cursor() as cur:
+            for name in (schema, rebuilt):
+                cur.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
 def test_a_drop_touches_only_its_ids(conn, tmp_path):
     """Loading one new file rewrites no stored row of other files (their physical rows stay)."""
     schema = f"touch_{uuid.uuid4().hex[:8]}"
