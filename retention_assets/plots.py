@@ -15,7 +15,13 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import PathCollection
+from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
+from matplotlib.path import Path
+from matplotlib.textpath import TextPath
+from matplotlib.transforms import Affine2D
 
 from .core.clv import CHURNED, HIGH, LOW, MEDIUM
 from .core.migration import ordered_segments
@@ -237,8 +243,7 @@ def cohort_heatmap_figure(cohorts: pd.DataFrame) -> Figure:
 
     width = max(7.0, 2.8 + _CELL_WIDTH * n_cols)
     height = max(3.0, 1.6 + _CELL_HEIGHT * n_rows)
-    # Margins fixed in inches instead of a layout engine: measuring the ~1,000 cell labels for
-    # the layout would double the drawing time.
+    # Margins fixed in inches instead of a layout engine: the size already follows the cells.
     fig = Figure(figsize=(width, height))
     FigureCanvasAgg(fig)
     fig.subplots_adjust(
@@ -247,23 +252,34 @@ def cohort_heatmap_figure(cohorts: pd.DataFrame) -> Figure:
     ax = fig.subplots()
     image = ax.imshow(values, cmap="YlGnBu", vmin=0.0, vmax=1.0, aspect="auto")
     fontsize = 7 if n_cols <= 24 else 6
-    for row in range(n_rows):
-        for col in range(n_cols):
-            value = values[row, col]
-            if value == value:  # not NaN
-                ax.text(
-                    col,
-                    row,
-                    f"{value:.0%}",
-                    ha="center",
-                    va="center",
-                    fontsize=fontsize,
-                    color="white" if value > 0.6 else "black",
-                    in_layout=False,  # inside the axes: measuring 800 labels doubles the time
-                )
-    _cover_cells(ax, rows_unobserved, cols_unobserved, color="#e5e5e5")
+    rows, cols = (~np.isnan(values)).nonzero()
+    shown = values[rows, cols]
+    ax.add_collection(
+        CellLabels(
+            [f"{value:.0%}" for value in shown],
+            np.column_stack([cols, rows]),
+            ax,
+            fontsize=fontsize,
+            facecolors=np.where(shown > 0.6, "white", "black"),
+        ),
+        autolim=False,
+    )
+    if len(rows_unobserved):  # one image over the cells, transparent elsewhere
+        grey = np.zeros((n_rows, n_cols, 4))
+        grey[rows_unobserved, cols_unobserved] = to_rgba("#e5e5e5")
+        ax.imshow(grey, aspect="auto", interpolation="nearest")
     rows_partial, cols_partial = partial.to_numpy().nonzero()
-    _cover_cells(ax, rows_partial, cols_partial, fill=False, hatch="///", edgecolor="#95a5a6")
+    if len(rows_partial):
+        ax.bar(
+            cols_partial,
+            1.0,
+            bottom=rows_partial - 0.5,
+            width=1.0,
+            linewidth=0,
+            fill=False,
+            hatch="///",
+            edgecolor="#95a5a6",
+        )
     ax.set_ylim(n_rows - 0.5, -0.5)  # bar() resets the limits imshow set
     ax.set_xlim(-0.5, n_cols - 0.5)
     ax.set_yticks(
@@ -290,10 +306,37 @@ def cohort_heatmap_figure(cohorts: pd.DataFrame) -> Figure:
     return fig
 
 
-def _cover_cells(ax: Axes, rows: np.ndarray, cols: np.ndarray, **style: object) -> None:
-    """One bar per (row, col) cell of an imshow grid, drawn over it in `style`."""
-    if len(rows):
-        ax.bar(cols, 1.0, bottom=np.asarray(rows) - 0.5, width=1.0, linewidth=0, **style)
+class CellLabels(PathCollection):
+    """Centred texts at data positions, drawn as one collection of glyph outlines: the same
+    picture as a Text per cell at a fraction of the cost (a heatmap holds ~1,300 of them), each
+    distinct text laid out once. `texts` keeps the strings, in the order of the offsets."""
+
+    def __init__(
+        self,
+        texts: list[str],
+        offsets: np.ndarray,
+        ax: Axes,
+        fontsize: float,
+        **style: object,
+    ) -> None:
+        font = FontProperties(size=fontsize)
+        outlines: dict[str, Path] = {}
+        for text in texts:
+            if text not in outlines:
+                path = TextPath((0, 0), text, prop=font)
+                # The control points' box: within a hair of the outline's, 20x cheaper.
+                centre = (path.vertices.min(axis=0) + path.vertices.max(axis=0)) / 2
+                outlines[text] = path.transformed(Affine2D().translate(*-centre))
+        super().__init__(
+            [outlines[text] for text in texts],
+            offsets=offsets,
+            offset_transform=ax.transData,
+            linewidths=0,
+            **style,
+        )
+        # Outlines in points, whatever the dpi the figure is saved at.
+        self.set_transform(Affine2D().scale(1 / 72) + ax.figure.dpi_scale_trans)
+        self.texts = texts
 
 
 def cohort_curve_figure(cohorts: pd.DataFrame) -> Figure:

@@ -254,9 +254,10 @@ def test_heatmap_has_a_row_per_cohort_and_a_number_per_cell():
     image = ax.images[0].get_array()
     assert image.shape == (40, 40)
     assert image.count() == 40 * 41 // 2  # the triangle; NaN (masked) below it
-    cells = [text.get_text() for text in ax.texts]
-    assert len(cells) == 40 * 41 // 2
-    assert cells[:3] == ["90%", "50%", "50%"] and cells[-1] == "90%"
+    (labels,) = [c for c in ax.collections if isinstance(c, plots.CellLabels)]
+    assert len(labels.texts) == len(labels.get_paths()) == 40 * 41 // 2
+    assert labels.texts[:3] == ["90%", "50%", "50%"] and labels.texts[-1] == "90%"
+    assert labels.get_offsets()[:3].tolist() == [[0, 0], [1, 0], [2, 0]]  # (k, cohort row)
     hatched = [patch for patch in ax.patches if patch.get_hatch()]
     assert len(hatched) == 40  # one as_of-month cell per cohort, on the anti-diagonal
     assert sorted((p.get_x() + 0.5, p.get_y() + 0.5) for p in hatched) == [
@@ -297,9 +298,10 @@ def test_months_not_observed_are_grey_and_left_out_of_the_curve():
     assert sum(before) == 3  # July k=0,1 and August k=0
 
     ax = plots.cohort_heatmap_figure(cohorts).axes[0]
-    grey = [p for p in ax.patches if not p.get_hatch()]
-    assert sorted((p.get_x() + 0.5, p.get_y() + 0.5) for p in grey) == [(0, 0), (0, 1), (1, 0)]
-    assert len(ax.texts) == len(cohorts) - 3
+    grey = ax.images[1].get_array()[..., 3].nonzero()  # opaque cells of the overlay: (row, k)
+    assert sorted(zip(*grey, strict=True)) == [(0, 0), (0, 1), (1, 0)]
+    (labels,) = [c for c in ax.collections if isinstance(c, plots.CellLabels)]
+    assert len(labels.texts) == len(cohorts) - 3
 
     average = plots.cohort_curve_figure(cohorts).axes[0].lines[0]
     # complete, observed cells: k=2 of July (size 10), k=1 of August (size 20), k=0 of
