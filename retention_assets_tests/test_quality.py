@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 
 from retention_assets.core import quality
-from retention_assets.core.lookup import is_in
+from retention_assets.core.lookup import is_in, same_ids
 
 UNIVERSE = pd.Series([f"C{i}" for i in range(10)])
 
@@ -80,6 +80,22 @@ def test_clv_rows():
     assert not quality.clv_rows(clv.head(9), UNIVERSE).passed
     duplicated = pd.concat([clv, clv.head(1)], ignore_index=True)
     assert "1 customers more than once" in quality.clv_rows(duplicated, UNIVERSE).description
+    stranger = clv.assign(customer_id=[*UNIVERSE[:-1], "C10"])  # as many rows, one not ours
+    verdict = quality.clv_rows(stranger, UNIVERSE)
+    assert verdict.description == "10 rows for a universe of 10 customers"
+
+
+def test_forecast_rows():
+    forecast = pd.DataFrame(
+        {"customer_id": UNIVERSE[::-1], "avg_repeat_spend": float("nan"), "p_alive": 0.5}
+    ).assign(expected_purchases=1.0, predicted_clv=2.0)
+    assert quality.forecast_rows(forecast, UNIVERSE).passed
+    assert quality.forecast_rows(forecast.head(9), UNIVERSE).description == (
+        "9 rows for 10 paying customers"
+    )
+    other = forecast.assign(customer_id=[*UNIVERSE[:-1], "C10"], p_alive=[1.5] + [0.5] * 9)
+    verdict = quality.forecast_rows(other, UNIVERSE)
+    assert verdict.description == "1 p_alive outside [0, 1]; 10 rows for 10 paying customers"
 
 
 @pytest.mark.parametrize(
@@ -139,3 +155,11 @@ def test_is_in_matches_pandas_isin_on_ids_of_every_shape():
     assert got.index.tolist() == [5, 4, 3, 2, 1, 0]
     pd.testing.assert_series_equal(got, ids.isin(candidates))
     assert is_in(ids.iloc[:0], candidates).tolist() == []
+
+
+def test_same_ids_ignores_order_and_repeats_but_not_a_missing_or_extra_id():
+    ids = pd.Series(["10", "9", "1"], dtype="str")
+    assert same_ids(ids, pd.Series(["1", "10", "9", "9"], dtype="object"))
+    assert not same_ids(ids, ids.iloc[:2])
+    assert not same_ids(ids.iloc[:2], ids)
+    assert same_ids(ids.iloc[:0], pd.Series([], dtype="str"))

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .lookup import is_in
+from .lookup import is_in, same_ids
 from .migration import SegmentGrowth
 
 
@@ -85,11 +85,10 @@ def clv_rows(clv: pd.DataFrame, universe: pd.Series) -> Verdict:
     negatives = {c: int((numeric[c] < 0).sum()) for c in numeric.columns}
     negatives = {c: n for c, n in negatives.items() if n}
     duplicated = int(clv["customer_id"].duplicated().sum())
-    same_ids = set(clv["customer_id"]) == set(universe) and len(clv) == len(universe)
     problems = [f"{n:,} negative {c}" for c, n in negatives.items()]
     if duplicated:
         problems.append(f"{duplicated:,} customers more than once")
-    if not same_ids:
+    if not (same_ids(clv["customer_id"], universe) and len(clv) == len(universe)):
         problems.append(f"{len(clv):,} rows for a universe of {len(universe):,} customers")
     return Verdict(
         not problems,
@@ -176,7 +175,7 @@ def forecast_rows(forecast: pd.DataFrame, paying: pd.Series) -> Verdict:
         )
         if n
     ]
-    if set(forecast["customer_id"]) != set(paying):
+    if not same_ids(forecast["customer_id"], paying):
         problems.append(f"{len(forecast):,} rows for {len(paying):,} paying customers")
     return Verdict(
         not problems,
