@@ -308,8 +308,8 @@ def cohort_heatmap_figure(cohorts: pd.DataFrame) -> Figure:
 
 class CellLabels(PathCollection):
     """Centred texts at data positions, drawn as one collection of glyph outlines: the same
-    picture as a Text per cell at a fraction of the cost (a heatmap holds ~1,300 of them), each
-    distinct text laid out once. `texts` keeps the strings, in the order of the offsets."""
+    picture as a Text per cell at a fraction of the cost for a heatmap's thousand-odd cells,
+    each distinct text laid out once. `texts` keeps the strings, in the order of the offsets."""
 
     def __init__(
         self,
@@ -324,7 +324,7 @@ class CellLabels(PathCollection):
         for text in texts:
             if text not in outlines:
                 path = TextPath((0, 0), text, prop=font)
-                # The control points' box: within a hair of the outline's, 20x cheaper.
+                # The control points' box: within a hair of the outline's, and cheap.
                 centre = (path.vertices.min(axis=0) + path.vertices.max(axis=0)) / 2
                 outlines[text] = path.transformed(Affine2D().translate(*-centre))
         super().__init__(
