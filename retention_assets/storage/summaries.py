@@ -130,8 +130,11 @@ def _names(schema: str, summary: Summary) -> dict[str, sql.Composable]:
 
 def _aggregate(summary: Summary, rows: sql.Composable) -> sql.Composable:
     """SQL: one summary row per customer and period of `rows`, in the table's column order."""
-    return sql.SQL("SELECT customer_id, {period_of}, {measures} FROM {rows} GROUP BY 1, 2").format(
+    return sql.SQL(
+        "SELECT customer_id, {period_of} AS {period}, {measures} FROM {rows} GROUP BY 1, 2"
+    ).format(
         period_of=sql.SQL(summary.period_of),
+        period=sql.Identifier(summary.period),
         measures=sql.SQL(", ").join(sql.SQL(m.aggregate) for m in summary.measures),
         rows=rows,
     )
@@ -206,10 +209,8 @@ def rebuild_summary(cur: Cursor, schema: str, summary: Summary) -> None:
     )
     columns = sql.SQL(", ").join(map(sql.Identifier, summary.key))
     cur.execute(
-        sql.SQL("INSERT INTO {summary} {aggregate} ORDER BY {order}").format(
-            aggregate=_aggregate(summary, names["source"]),
-            order=sql.SQL("2, 1" if summary.period_first else "1, 2"),
-            **names,
+        sql.SQL("INSERT INTO {summary} {aggregate} ORDER BY {columns}").format(
+            aggregate=_aggregate(summary, names["source"]), columns=columns, **names
         )
     )
     cur.execute(
