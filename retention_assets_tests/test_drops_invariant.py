@@ -99,6 +99,19 @@ def _snapshot(conn, schema: str) -> dict[str, pd.DataFrame]:
     return {name: frame for name, frame in out.items() if len(frame)}  # empty = absent
 
 
+def _assert_same_tables(got: dict[str, pd.DataFrame], want: dict[str, pd.DataFrame]) -> None:
+    """Two _snapshot results hold the same tables, row for row."""
+    assert sorted(got) == sorted(want)
+    for table in want:
+        pd.testing.assert_frame_equal(got[table], want[table], obj=table)
+
+
+def _drop_schemas(conn, *schemas: str) -> None:
+    with conn.cursor() as cur:
+        for schema in schemas:
+            cur.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
 def _summed_afresh(conn, schema: str, summary: Summary) -> pd.DataFrame:
     """A summary table computed afresh from its source table, in _snapshot's layout."""
     measures = ", ".join(f"{m.aggregate} AS {m.name}" for m in summary.measures)
@@ -138,18 +151,14 @@ def test_any_sequence_of_drops_equals_a_rebuild(operations, conn, tmp_path_facto
                 os.utime(path, ns=(step * 10**9 + 1, step * 10**9 + 1))  # a change is seen
             _apply(conn, incremental, folder)
         _apply(conn, rebuilt, folder)
-        got, want = _snapshot(conn, incremental), _snapshot(conn, rebuilt)
-        assert sorted(got) == sorted(want)
+        got = _snapshot(conn, incremental)
+        _assert_same_tables(got, _snapshot(conn, rebuilt))
         for summary in SUMMARIES.values():
             if summary.table in got:
                 fresh = _summed_afresh(conn, incremental, summary)
                 pd.testing.assert_frame_equal(got[summary.table], fresh, obj=summary.table)
-        for table in want:
-            pd.testing.assert_frame_equal(got[table], want[table], obj=table)
     finally:
-        with conn.cursor() as cur:
-            for schema in (incremental, rebuilt):
-                cur.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        _drop_schemas(conn, incremental, rebuilt)
 
 
 def test_a_later_customers_drop_frees_held_attendance_and_a_replaced_first_file_moves_the_winner(
@@ -192,8 +201,7 @@ def test_a_later_customers_drop_frees_held_attendance_and_a_replaced_first_file_
         assert read_table(conn, schema, "attendance").empty
         assert len(read_table(conn, schema, slices.REJECTS)) == 2
     finally:
-        with conn.cursor() as cur:
-            cur.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        _drop_schemas(conn, schema)
 
 
 def test_a_source_s_only_file_written_anew_is_loaded_as_a_first_load(conn, tmp_path):
@@ -230,14 +238,9 @@ def test_a_source_s_only_file_written_anew_is_loaded_as_a_first_load(conn, tmp_p
         stored = read_table(conn, schema, "attendance").set_index("attendance_id")
         assert sorted(stored.index) == ["A1", "A3"]  # customer 4 came, customer 2 went
         _apply(conn, rebuilt, tmp_path)
-        got, want = _snapshot(conn, schema), _snapshot(conn, rebuilt)
-        assert sorted(got) == sorted(want)
-        for table in want:
-            pd.testing.assert_frame_equal(got[table], want[table], obj=table)
+        _assert_same_tables(_snapshot(conn, schema), _snapshot(conn, rebuilt))
     finally:
-        with conn.cursor() as cur:
-            for name in (schema, rebuilt):
-                cur.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+        _drop_schemas(conn, schema, rebuilt)
 
 
 def test_a_drop_touches_only_its_ids(conn, tmp_path):
@@ -262,8 +265,7 @@ def test_a_drop_touches_only_its_ids(conn, tmp_path):
             after = dict(cur.fetchall())
         assert after == before
     finally:
-        with conn.cursor() as cur:
-            cur.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        _drop_schemas(conn, schema)
 
 
 def test_rows_of_a_failed_check_are_not_stored(conn, tmp_path):
@@ -283,10 +285,6 @@ def test_rows_of_a_failed_check_are_not_stored(conn, tmp_path):
                 conn, schema, SOURCES["customers"], tmp_path / "customers_2.csv", "r", refuse
             )
         assert list(slices.manifest(conn, schema)) == [("customers", "customers.csv")]
-        after = _snapshot(conn, schema)
-        assert sorted(after) == sorted(before)
-        for table in before:
-            pd.testing.assert_frame_equal(after[table], before[table])
+        _assert_same_tables(_snapshot(conn, schema), before)
     finally:
-        with conn.cursor() as cur:
-            cur.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        _drop_schemas(conn, schema)
